@@ -1,0 +1,105 @@
+"""Safe expressions and input mappings, evaluated with simpleeval (never Python's eval).
+
+An expression reads `inputs`, `steps.<node>.output` (and, on a review node's output, the
+values after overrides) with dot or bracket access. Only dictionary keys can be reached:
+attribute access on any Python object, method calls included, is refused.
+
+A mapping is JSON whose string values are expressions; numbers, booleans, null, lists and
+objects are kept, recursing into lists and objects. A literal string is written quoted:
+`"currency": "'usd'"`.
+"""
+
+import ast
+from decimal import Decimal
+
+from simpleeval import EvalWithCompoundTypes, InvalidExpression
+
+FUNCTIONS = {
+    "abs": abs,
+    "min": min,
+    "max": max,
+    "len": len,
+    "round": round,
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": bool,
+    "sum": sum,
+    "lower": lambda value: str(value).lower(),
+    "upper": lambda value: str(value).upper(),
+    "get": lambda mapping, key, default=None: (
+        mapping.get(key, default) if isinstance(mapping, dict) else default
+    ),
+    "decimal": lambda value: float(Decimal(str(value))),
+}
+
+
+class ExpressionError(Exception):
+    def __init__(self, expression: str, message: str):
+        super().__init__(f"{message} (in expression `{expression}`)")
+        self.expression = expression
+        self.message = message
+
+
+class _Evaluator(EvalWithCompoundTypes):
+    def _eval_attribute(self, node):
+        value = self._eval(node.value)
+        if isinstance(value, dict):
+            if node.attr in value:
+                return value[node.attr]
+            raise KeyError(node.attr)
+        raise InvalidExpression(f"'{node.attr}' cannot be read from a {type(value).__name__}")
+
+
+def parse_error(expression: str) -> str | None:
+    """The reason `expression` does not parse, or None when it does."""
+    if not isinstance(expression, str) or not expression.strip():
+        return "an expression must be a non-empty string"
+    try:
+        ast.parse(expression.strip(), mode="eval")
+    except SyntaxError as exc:
+        return f"does not parse: {exc.msg}"
+    return None
+
+
+def evaluate(expression: str, context: dict):
+    problem = parse_error(expression)
+    if problem:
+        raise ExpressionError(str(expression), problem)
+    evaluator = _Evaluator(names=dict(context), functions=FUNCTIONS)
+    try:
+        return evaluator.eval(expression.strip())
+    except KeyError as exc:
+        raise ExpressionError(expression, f"no value named {exc.args[0]!r}") from exc
+    except (
+        InvalidExpression,
+        TypeError,
+        ValueError,
+        ZeroDivisionError,
+        IndexError,
+        AttributeError,
+    ) as exc:
+        raise ExpressionError(expression, str(exc)) from exc
+
+
+def resolve(mapping, context: dict):
+    """Evaluate every expression in a mapping (see the module docstring)."""
+    if isinstance(mapping, str):
+        return evaluate(mapping, context)
+    if isinstance(mapping, dict):
+        return {key: resolve(value, context) for key, value in mapping.items()}
+    if isinstance(mapping, list):
+        return [resolve(value, context) for value in mapping]
+    return mapping
+
+
+def expressions_in(mapping):
+    """Every expression string inside a mapping, for validation."""
+    if isinstance(mapping, str):
+        yield mapping
+    elif isinstance(mapping, dict):
+        for value in mapping.values():
+            yield from expressions_in(value)
+    elif isinstance(mapping, list):
+        for value in mapping:
+            yield from expressions_in(value)

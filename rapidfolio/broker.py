@@ -1,0 +1,27 @@
+"""The embedded default's in-process Dramatiq worker.
+
+With REDIS_URL unset the broker is Dramatiq's in-memory StubBroker, and `manage.py serve`
+(what `make run` starts) runs a Worker on it in the web process, so the product needs no
+services. With REDIS_URL set, run `manage.py rundramatiq` worker processes instead.
+"""
+
+import dramatiq
+from django.conf import settings
+from dramatiq.brokers.stub import StubBroker
+
+QUEUES = ("runs", "maintenance", "webhooks", "triggers")
+
+
+def is_embedded() -> bool:
+    return isinstance(dramatiq.get_broker(), StubBroker)
+
+
+def start_worker(*, threads: int | None = None) -> dramatiq.Worker:
+    broker = dramatiq.get_broker()
+    for queue in QUEUES:
+        broker.declare_queue(queue)
+    worker = dramatiq.Worker(
+        broker, worker_threads=threads or settings.EMBEDDED_WORKER_THREADS, worker_timeout=100
+    )
+    worker.start()
+    return worker

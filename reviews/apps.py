@@ -1,0 +1,16 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _ensure_roles(sender, **kwargs):
+    from rapidfolio.roles import ensure_roles
+
+    ensure_roles()
+
+
+class ReviewsConfig(AppConfig):
+    name = "reviews"
+
+    def ready(self):
+        # Runs after auth has created this app's permissions (reviews is the last of our apps).
+        post_migrate.connect(_ensure_roles, sender=self, dispatch_uid="rapidfolio_roles")

@@ -1,0 +1,26 @@
+from django.apps import AppConfig
+from django.db.backends.signals import connection_created
+from django.db.models.signals import post_migrate
+
+
+def _reinstall_triggers(sender, using="default", **kwargs):
+    from django.db import connections
+
+    from runs.append_only import RULES, install_triggers
+
+    connection = connections[using]
+    existing = set(connection.introspection.table_names())
+    # Skip while the protected tables are not all there (a partial or backwards migrate).
+    if {table for table, *_ in RULES} <= existing:
+        install_triggers(connection)
+
+
+class RunsConfig(AppConfig):
+    name = "runs"
+
+    def ready(self):
+        from runs.append_only import register_sqlite_functions
+
+        connection_created.connect(register_sqlite_functions, dispatch_uid="rapidfolio_sqlite_fns")
+        post_migrate.connect(_reinstall_triggers, sender=self, dispatch_uid="rapidfolio_triggers")
+        from runs import tasks  # noqa: F401  (registers the actors with the broker)

@@ -1,0 +1,468 @@
+"""The engine: interprets a procedure version's definition for one run.
+
+`drive(run_id)` moves a run as far as it can go: it executes nodes one at a time, committing
+every step, and stops at a human review, at the end, on failure, when the run is cancelled, or
+while it waits to retry a transient tool error.
+
+Crash safety rests on three rules:
+- a tool call happens outside any transaction, and its step is committed right after it, so a
+  worker killed mid-call has recorded nothing for that attempt;
+- the next node is always derived from the committed steps, so a redelivered or reaped message
+  resumes after the last finished step and never repeats one;
+- the tool's idempotency key is derived from run, node, step position and attempt, so the
+  unrecorded call of a killed worker is repeated with the same key and the integration
+  (Stripe, the bank) answers it without acting twice.
+
+Pure nodes (condition, output, fail) run inside the transaction that records the previous tool
+call, so a run costs few commits.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from procedures.expressions import ExpressionError, evaluate, resolve
+from procedures.models import Connection
+from procedures.tools import ToolContext, ToolError, get_tool
+from runs import lifecycle
+from runs.events import append_event
+from runs.integrity import review_request_digest, step_digest
+from runs.locks import run_execution_lock
+from runs.models import FailureKind, Run, RunStatus, Step, StepStatus
+
+logger = logging.getLogger(__name__)
+
+ENGINE_ACTOR = "system:engine"
+MAX_STEPS_PER_RUN = 1000
+DEFAULT_RETRY = {"max_attempts": 3, "backoff_seconds": 2.0, "max_backoff_seconds": 60.0}
+
+
+@dataclass
+class ToolOutcome:
+    """What a tool call produced, waiting to be recorded."""
+
+    node_id: str
+    tool: str
+    attempt: int
+    input: dict
+    idempotency_key: str
+    started_at: object
+    finished_at: object
+    output: object = None
+    request: str = ""
+    response: str = ""
+    error: ToolError | None = None
+
+
+@dataclass
+class RunState:
+    """The committed step log of a run, as the engine needs it."""
+
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def next_sequence(self) -> int:
+        return self.steps[-1].sequence + 1 if self.steps else 1
+
+    def context(self, run: Run) -> dict:
+        outputs = {}
+        for step in self.steps:
+            if step.status == StepStatus.SUCCEEDED:
+                outputs[step.node_id] = {"output": step.output}
+        return {"inputs": run.inputs, "steps": outputs}
+
+    def failed_attempts_at_end(self, node_id: str) -> list[Step]:
+        attempts = []
+        for step in reversed(self.steps):
+            if step.node_id != node_id or step.status != StepStatus.FAILED:
+                break
+            attempts.append(step)
+        return attempts
+
+
+def retry_policy(node: dict) -> dict:
+    return {**DEFAULT_RETRY, **(node.get("retry") or {})}
+
+
+def backoff_seconds(policy: dict, failed_attempt: int) -> float:
+    return min(
+        float(policy["max_backoff_seconds"]),
+        float(policy["backoff_seconds"]) * (2 ** (failed_attempt - 1)),
+    )
+
+
+def idempotency_key(run: Run, node_id: str, sequence: int, attempt: int) -> str:
+    return f"{run.public_id}-{node_id}-s{sequence}-a{attempt}"
+
+
+def next_node_id(definition: dict, state: RunState) -> str | None:
+    """The node to execute next, derived only from committed steps."""
+    if not state.steps:
+        return definition["start"]
+    last = state.steps[-1]
+    node = definition["nodes"][last.node_id]
+    if last.status == StepStatus.FAILED:
+        # A failed tool attempt: the same node again (the caller checks the retry budget).
+        return last.node_id
+    if node["type"] == "condition":
+        return node["then"] if last.output else node["else"]
+    if node["type"] in ("tool", "human_review"):
+        return node["next"]
+    return None  # output / fail end the run
+
+
+def drive(run_id: int) -> None:
+    """Execute the run as far as it can go now. Safe to call again at any time."""
+    with run_execution_lock(run_id) as acquired:
+        if not acquired:
+            logger.info("run %s is being executed by another worker", run_id)
+            return
+        _drive(run_id)
+
+
+def _drive(run_id: int) -> None:
+    run = Run.objects.select_related("version", "procedure").filter(pk=run_id).first()
+    if run is None:
+        logger.warning("run %s does not exist; dropping its message", run_id)
+        return
+    definition = run.version.definition
+    state = RunState(steps=list(Step.objects.filter(run_id=run_id).order_by("sequence")))
+    outcome: ToolOutcome | None = None
+
+    while True:
+        tool_call = None
+        with transaction.atomic():
+            run = lifecycle.lock(run)
+            if outcome is not None:
+                _record_tool_outcome(run, state, outcome, definition)
+                outcome = None
+                if run.status == RunStatus.FAILED:
+                    return
+            if run.status not in (RunStatus.PENDING, RunStatus.RUNNING):
+                return  # finished, cancelled, or waiting for a reviewer
+            if run.status == RunStatus.PENDING:
+                run = lifecycle.transition(run, RunStatus.RUNNING, actor=ENGINE_ACTOR)
+            tool_call = _advance_pure_nodes(run, state, definition)
+        if tool_call is None:
+            return
+        node_id, wait_seconds = tool_call
+        if wait_seconds > 0:
+            # A transient failure's backoff is not over (an early redelivery): come back later.
+            from runs.services import enqueue_execution
+
+            with transaction.atomic():
+                enqueue_execution(run, delay_ms=int(wait_seconds * 1000))
+            return
+        outcome = _call_tool(run, state, definition, node_id)
+
+
+def _advance_pure_nodes(run: Run, state: RunState, definition: dict):
+    """Run condition/output/fail nodes and stop at a review. Returns (tool node, wait) or None."""
+    while True:
+        if len(state.steps) >= MAX_STEPS_PER_RUN:
+            _fail(
+                run,
+                state,
+                None,
+                FailureKind.PERMANENT,
+                f"The run exceeded {MAX_STEPS_PER_RUN} steps; the procedure may loop.",
+            )
+            return None
+        node_id = next_node_id(definition, state)
+        if node_id is None:
+            _fail(
+                run,
+                state,
+                state.steps[-1] if state.steps else None,
+                FailureKind.PERMANENT,
+                "The procedure ended without reaching an output node.",
+            )
+            return None
+        node = definition["nodes"][node_id]
+        context = state.context(run)
+        kind = node["type"]
+        if kind == "tool":
+            failed = state.failed_attempts_at_end(node_id)
+            if failed:
+                policy = retry_policy(node)
+                ready_at = failed[0].finished_at + timedelta(
+                    seconds=backoff_seconds(policy, failed[0].attempt)
+                )
+                wait = (ready_at - timezone.now()).total_seconds()
+                return node_id, max(wait, 0)
+            return node_id, 0
+        if kind == "condition":
+            try:
+                result = bool(evaluate(node["expression"], context))
+            except ExpressionError as exc:
+                _fail_expression(run, state, node_id, kind, exc)
+                return None
+            _record_step(
+                run, state, node_id, kind, input={"expression": node["expression"]}, output=result
+            )
+            continue
+        if kind == "output":
+            try:
+                value = resolve(node.get("value"), context)
+            except ExpressionError as exc:
+                _fail_expression(run, state, node_id, kind, exc)
+                return None
+            _record_step(run, state, node_id, kind, input=node.get("value"), output=value)
+            lifecycle.transition(run, RunStatus.COMPLETED, actor=ENGINE_ACTOR, output=value)
+            return None
+        if kind == "fail":
+            reason = node.get("reason") or f"The procedure ended at fail node '{node_id}'."
+            step = _record_step(
+                run,
+                state,
+                node_id,
+                kind,
+                input=None,
+                output=None,
+                status=StepStatus.FAILED,
+                error=reason,
+                error_kind=FailureKind.PERMANENT,
+            )
+            lifecycle.transition(
+                run,
+                RunStatus.FAILED,
+                actor=ENGINE_ACTOR,
+                reason=reason,
+                failure_kind=FailureKind.PERMANENT,
+                failed_step=step,
+            )
+            return None
+        if kind == "human_review":
+            _request_review(run, state, node_id, node, context)
+            return None
+        _fail(run, state, None, FailureKind.PERMANENT, f"Node '{node_id}' has unknown type {kind}.")
+        return None
+
+
+def _call_tool(run: Run, state: RunState, definition: dict, node_id: str) -> ToolOutcome:
+    node = definition["nodes"][node_id]
+    attempt = len(state.failed_attempts_at_end(node_id)) + 1
+    sequence = state.next_sequence
+    key = idempotency_key(run, node_id, sequence, attempt)
+    started_at = timezone.now()
+    outcome = ToolOutcome(
+        node_id=node_id,
+        tool=node["tool"],
+        attempt=attempt,
+        input={},
+        idempotency_key=key,
+        started_at=started_at,
+        finished_at=started_at,
+    )
+    tool = get_tool(node["tool"])
+    try:
+        outcome.input = resolve(node.get("input", {}), state.context(run))
+        if tool is None:
+            raise ToolError(f"Tool '{node['tool']}' is not installed.")
+        connection = Connection.objects.filter(
+            integration=tool.integration, environment=run.environment
+        ).first()
+        context = ToolContext(
+            run_public_id=run.public_id,
+            node_id=node_id,
+            attempt=attempt,
+            environment=run.environment,
+            idempotency_key=key,
+            connection=connection,
+        )
+        result = tool.call(outcome.input, context)
+        outcome.output, outcome.request, outcome.response = (
+            result.output,
+            result.request,
+            result.response,
+        )
+    except ExpressionError as exc:
+        outcome.error = ToolError(f"Input mapping of node '{node_id}' failed: {exc}")
+    except ToolError as exc:
+        outcome.error = exc
+    except Exception as exc:  # noqa: BLE001 — a tool bug must fail the run, not the worker
+        logger.exception("tool %s raised unexpectedly", node["tool"])
+        outcome.error = ToolError(f"Tool '{node['tool']}' crashed: {type(exc).__name__}: {exc}")
+    outcome.finished_at = timezone.now()
+    return outcome
+
+
+def _record_tool_outcome(run: Run, state: RunState, outcome: ToolOutcome, definition) -> None:
+    """Commit what a tool call did, whatever happened to the run meanwhile (it happened)."""
+    node = definition["nodes"][outcome.node_id]
+    error = outcome.error
+    step = _record_step(
+        run,
+        state,
+        outcome.node_id,
+        "tool",
+        tool=outcome.tool,
+        attempt=outcome.attempt,
+        input=outcome.input,
+        output=outcome.output,
+        request=outcome.request or (error.request if error else ""),
+        response=outcome.response or (error.response if error else ""),
+        idempotency_key=outcome.idempotency_key,
+        status=StepStatus.FAILED if error else StepStatus.SUCCEEDED,
+        error=error.message if error else "",
+        error_kind=error.kind if error else "",
+        started_at=outcome.started_at,
+        finished_at=outcome.finished_at,
+    )
+    if error is None or run.status != RunStatus.RUNNING:
+        return
+    policy = retry_policy(node)
+    if error.kind == FailureKind.TRANSIENT and outcome.attempt < int(policy["max_attempts"]):
+        # The next attempt is scheduled by _drive once it sees the backoff is not over; the
+        # lease keeps the reaper away meanwhile.
+        delay = backoff_seconds(policy, outcome.attempt)
+        run.lease_expires_at = timezone.now() + timedelta(
+            seconds=delay + settings.RUN_LEASE_SECONDS
+        )
+        run.save(update_fields=["lease_expires_at"])
+        return
+    if error.kind == FailureKind.TRANSIENT:
+        reason = (
+            f"Node '{outcome.node_id}' ({outcome.tool}) failed after {outcome.attempt} "
+            f"attempts: {error.message}"
+        )
+    else:
+        reason = f"Node '{outcome.node_id}' ({outcome.tool}) failed: {error.message}"
+    lifecycle.transition(
+        run,
+        RunStatus.FAILED,
+        actor=ENGINE_ACTOR,
+        reason=reason,
+        failure_kind=error.kind,
+        failed_step=step,
+    )
+
+
+def _record_step(
+    run: Run,
+    state: RunState,
+    node_id: str,
+    node_type: str,
+    *,
+    input,
+    output,
+    status=StepStatus.SUCCEEDED,
+    tool="",
+    attempt=1,
+    request="",
+    response="",
+    idempotency_key="",
+    error="",
+    error_kind="",
+    started_at=None,
+    finished_at=None,
+) -> Step:
+    now = timezone.now()
+    step = Step.objects.create(
+        run_id=run.pk,
+        sequence=state.next_sequence,
+        node_id=node_id,
+        node_type=node_type,
+        tool=tool,
+        status=status,
+        attempt=attempt,
+        input=input,
+        output=output,
+        request=request,
+        response=response,
+        idempotency_key=idempotency_key,
+        error=error,
+        error_kind=error_kind,
+        started_at=started_at or now,
+        finished_at=finished_at or now,
+    )
+    append_event(
+        run,
+        "step.recorded",
+        actor=ENGINE_ACTOR,
+        data={
+            "step": step.sequence,
+            "node": node_id,
+            "status": status,
+            "attempt": attempt,
+            "sha256": step_digest(step),
+        },
+    )
+    state.steps.append(step)
+    if run.status == RunStatus.RUNNING:
+        run.lease_expires_at = now + timedelta(seconds=settings.RUN_LEASE_SECONDS)
+        run.save(update_fields=["lease_expires_at"])
+    return step
+
+
+def _fail_expression(run, state, node_id, node_type, exc: ExpressionError) -> None:
+    reason = f"Expression `{exc.expression}` in node '{node_id}' failed: {exc.message}"
+    step = _record_step(
+        run,
+        state,
+        node_id,
+        node_type,
+        input={"expression": exc.expression},
+        output=None,
+        status=StepStatus.FAILED,
+        error=reason,
+        error_kind=FailureKind.PERMANENT,
+    )
+    lifecycle.transition(
+        run,
+        RunStatus.FAILED,
+        actor=ENGINE_ACTOR,
+        reason=reason,
+        failure_kind=FailureKind.PERMANENT,
+        failed_step=step,
+    )
+
+
+def _fail(run, state, step, kind, reason) -> None:
+    lifecycle.transition(
+        run,
+        RunStatus.FAILED,
+        actor=ENGINE_ACTOR,
+        reason=reason,
+        failure_kind=kind,
+        failed_step=step,
+    )
+
+
+def _request_review(run: Run, state: RunState, node_id: str, node: dict, context: dict) -> None:
+    from reviews.models import ReviewRequest
+
+    try:
+        shown = resolve(node.get("show", {}), context)
+    except ExpressionError as exc:
+        _fail_expression(run, state, node_id, "human_review", exc)
+        return
+    overridable = [
+        {"name": name, "schema": schema} for name, schema in (node.get("overridable") or {}).items()
+    ]
+    request = ReviewRequest.objects.create(
+        run=run,
+        node_id=node_id,
+        step_sequence=state.next_sequence,
+        title=node.get("title", "") or f"Review {run.procedure.name}",
+        instructions=node.get("instructions", ""),
+        shown_values=shown,
+        overridable_fields=overridable,
+        reviewer_group=node.get("reviewer_group", ""),
+        created_at=timezone.now(),
+    )
+    append_event(
+        run,
+        "review.requested",
+        actor=ENGINE_ACTOR,
+        data={
+            "review": request.public_id,
+            "node": node_id,
+            "sha256": review_request_digest(request),
+        },
+    )
+    lifecycle.transition(run, RunStatus.AWAITING_REVIEW, actor=ENGINE_ACTOR)

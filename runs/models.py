@@ -1,0 +1,294 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from procedures.models import Environment, Procedure, ProcedureVersion, Trigger, TriggerEvent
+from rapidfolio import ids
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    AWAITING_REVIEW = "awaiting_review", "Awaiting review"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+TERMINAL_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class RunType(models.TextChoices):
+    API = "api", "API"
+    TRIGGER = "trigger", "Trigger"
+    MANUAL = "manual", "Manual"
+
+
+class FailureKind(models.TextChoices):
+    TRANSIENT = "transient", "Transient"
+    PERMANENT = "permanent", "Permanent"
+    REJECTED = "rejected", "Rejected"
+
+
+class Run(models.Model):
+    """One execution of a procedure version: the permanent record.
+
+    `status` is assigned only by runs.lifecycle; terminal runs are frozen by database triggers.
+    """
+
+    public_id = models.CharField(
+        max_length=ids.PUBLIC_ID_MAX_LENGTH, unique=True, default=ids.run_id, editable=False
+    )
+    # The procedure is denormalised from the version so the Runs list filters on one index.
+    procedure = models.ForeignKey(Procedure, on_delete=models.PROTECT, related_name="runs")
+    version = models.ForeignKey(ProcedureVersion, on_delete=models.PROTECT, related_name="runs")
+    environment = models.CharField(max_length=10, choices=Environment.choices)
+    type = models.CharField(max_length=10, choices=RunType.choices)
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.PENDING)
+
+    started_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    started_by_api_key = models.ForeignKey(
+        "runs.ApiKey", null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
+    started_by_trigger = models.ForeignKey(
+        Trigger, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
+    # One run per outside event: a redelivered webhook can never start a second run.
+    trigger_event = models.OneToOneField(
+        TriggerEvent, null=True, blank=True, on_delete=models.PROTECT, related_name="run"
+    )
+
+    inputs = models.JSONField()
+    output = models.JSONField(null=True, blank=True)
+    failure_reason = models.TextField(blank=True)
+    failure_kind = models.CharField(max_length=10, choices=FailureKind.choices, blank=True)
+    failed_step = models.ForeignKey(
+        "runs.Step", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="retries"
+    )
+
+    created_at = models.DateTimeField(db_index=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # If nothing happens to a pending or running run by this time, the reaper re-enqueues it.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [
+            ("start_run", "Can start runs from the dashboard"),
+            ("cancel_run", "Can cancel runs"),
+            ("retry_run", "Can retry runs that failed transiently"),
+        ]
+        indexes = [
+            # Each index serves a Runs list query in runs/selectors.py (newest first, keyset).
+            models.Index(fields=["-created_at", "-id"], name="run_created_idx"),
+            models.Index(fields=["status", "-created_at", "-id"], name="run_status_created_idx"),
+            models.Index(
+                fields=["procedure", "-created_at", "-id"], name="run_procedure_created_idx"
+            ),
+            models.Index(fields=["environment", "-created_at", "-id"], name="run_env_created_idx"),
+            models.Index(
+                fields=["lease_expires_at"],
+                name="run_unfinished_lease_idx",
+                condition=Q(status__in=["pending", "running"]),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=RunStatus.values), name="run_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(environment__in=Environment.values), name="run_environment_valid"
+            ),
+            models.CheckConstraint(condition=Q(type__in=RunType.values), name="run_type_valid"),
+            models.CheckConstraint(
+                condition=~Q(status="failed") | ~Q(failure_kind=""),
+                name="run_failed_has_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="failed") | Q(failure_kind=""),
+                name="run_kind_only_when_failed",
+            ),
+            models.CheckConstraint(
+                condition=~Q(type="trigger") | Q(started_by_trigger__isnull=False),
+                name="run_trigger_type_has_trigger",
+            ),
+        ]
+
+    def __str__(self):
+        return self.public_id
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def duration(self):
+        if self.started_at is None:
+            return None
+        if self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    @property
+    def started_by_label(self) -> str:
+        if self.started_by_user_id:
+            return f"user {self.started_by_user.get_username()}"
+        if self.started_by_api_key_id:
+            return f"API key {self.started_by_api_key.name}"
+        if self.started_by_trigger_id:
+            label = f"trigger {self.started_by_trigger.name}"
+            if self.trigger_event_id:
+                label += f" (event {self.trigger_event.external_id})"
+            return label
+        return "system"
+
+
+class StepStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class Step(models.Model):
+    """One execution of one node. Finished steps are frozen by a database trigger."""
+
+    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="steps")
+    sequence = models.PositiveIntegerField()
+    node_id = models.CharField(max_length=100)
+    node_type = models.CharField(max_length=20)
+    tool = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=10, choices=StepStatus.choices)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    input = models.JSONField(null=True, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    # The exact bytes sent to and received from the integration, stored as text so nothing
+    # (key order, number formatting) is changed by the database.
+    request = models.TextField(blank=True)
+    response = models.TextField(blank=True)
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    error_kind = models.CharField(max_length=10, choices=FailureKind.choices, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "sequence"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "sequence"], name="step_unique_sequence"),
+            models.CheckConstraint(condition=Q(attempt__gte=1), name="step_attempt_positive"),
+        ]
+
+    def __str__(self):
+        return f"{self.run.public_id} #{self.sequence} {self.node_id}"
+
+    @property
+    def duration_ms(self):
+        if self.finished_at is None:
+            return None
+        return round((self.finished_at - self.started_at).total_seconds() * 1000, 1)
+
+
+class RunEvent(models.Model):
+    """The run's timeline. Insert-only, hash-chained per run (see runs.integrity)."""
+
+    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="events")
+    sequence = models.PositiveIntegerField()
+    type = models.CharField(max_length=50)
+    actor = models.CharField(max_length=200, blank=True)
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["run", "sequence"]
+        constraints = [
+            # Two writers can never fork a run's chain: the second insert of a sequence fails.
+            models.UniqueConstraint(fields=["run", "sequence"], name="runevent_unique_sequence"),
+        ]
+
+    def __str__(self):
+        return f"{self.run.public_id} #{self.sequence} {self.type}"
+
+
+class ApiKey(models.Model):
+    """A backend's credential, scoped to one environment. Only a hash of the key is stored."""
+
+    name = models.CharField(max_length=200)
+    environment = models.CharField(max_length=10, choices=Environment.choices)
+    prefix = models.CharField(max_length=20, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…, {self.environment})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a POST with an Idempotency-Key, replayed for repeats."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="+")
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    request_hash = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "key"], name="idempotency_unique_key")
+        ]
+
+    def __str__(self):
+        return f"{self.method} {self.path} ({self.key})"
+
+
+class WebhookEndpoint(models.Model):
+    """Where run events are delivered, signed with the endpoint's secret."""
+
+    class EventType(models.TextChoices):
+        RUN_COMPLETED = "run.completed"
+        RUN_FAILED = "run.failed"
+        RUN_AWAITING_REVIEW = "run.awaiting_review"
+        RUN_CANCELLED = "run.cancelled"
+
+    url = models.URLField(max_length=500)
+    environment = models.CharField(max_length=10, choices=Environment.choices)
+    events = models.JSONField(default=list, help_text="Subscribed event types.")
+    encrypted_secret = models.TextField(editable=False)
+    enabled = models.BooleanField(default=True)
+    description = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"{self.url} ({self.environment})"
+
+    def set_secret(self, secret: str) -> None:
+        from rapidfolio import crypto
+
+        self.encrypted_secret = crypto.encrypt(secret)
+
+    def get_secret(self) -> str:
+        from rapidfolio import crypto
+
+        return crypto.decrypt(self.encrypted_secret)

@@ -1,0 +1,175 @@
+"""Writes that matter on runs: start, cancel, retry. Each validates, writes in a transaction,
+enqueues work only after the commit, and returns the run."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from procedures.inputs import input_errors
+from procedures.models import Environment, ProcedureVersion
+from runs import lifecycle
+from runs.errors import CancelNotAllowed, InputValidationError, PermissionDenied, RetryNotAllowed
+from runs.events import append_event
+from runs.integrity import run_header
+from runs.models import TERMINAL_STATUSES, FailureKind, Run, RunStatus, RunType
+
+
+def actor_label(*, user=None, api_key=None, trigger=None, system: str = "") -> str:
+    if user is not None:
+        return f"user:{user.get_username()}"
+    if api_key is not None:
+        return f"api_key:{api_key.prefix}"
+    if trigger is not None:
+        return f"trigger:{trigger.public_id}"
+    return f"system:{system or 'rapidfolio'}"
+
+
+def _require_perm(user, perm: str, action: str) -> None:
+    if user is not None and not user.has_perm(perm):
+        raise PermissionDenied(f"You do not have permission to {action}.")
+
+
+def enqueue_execution(run: Run, *, delay_ms: int | None = None, resume: bool = False) -> None:
+    """Send the run to the worker once the current transaction commits."""
+    from runs.tasks import execute_run, resume_run
+
+    run_id = run.pk
+    actor = resume_run if resume else execute_run
+
+    def send():
+        if delay_ms:
+            actor.send_with_options(args=(run_id,), delay=delay_ms)
+        else:
+            actor.send(run_id)
+
+    transaction.on_commit(send)
+
+
+def start_run(
+    *,
+    version: ProcedureVersion,
+    environment: str,
+    inputs,
+    type: str,
+    user=None,
+    api_key=None,
+    trigger=None,
+    trigger_event=None,
+    retry_of: Run | None = None,
+) -> Run:
+    """Validate the inputs, record the run as pending and enqueue it."""
+    if environment not in Environment.values:
+        raise InputValidationError(
+            f"Unknown environment {environment!r}; use sandbox or live.",
+            details=[{"field": "environment", "message": "Must be sandbox or live."}],
+        )
+    if type not in RunType.values:
+        raise InputValidationError(f"Unknown run type {type!r}.")
+    if type == RunType.MANUAL:
+        _require_perm(user, "runs.start_run", "start runs")
+    problems = input_errors(version.input_schema, inputs)
+    if problems:
+        raise InputValidationError(
+            f"The inputs do not match the input schema of {version}: "
+            + "; ".join(f"{p['field']}: {p['message']}" for p in problems),
+            details=problems,
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        run = Run.objects.create(
+            procedure_id=version.procedure_id,
+            version=version,
+            environment=environment,
+            type=type,
+            status=RunStatus.PENDING,
+            inputs=inputs,
+            started_by_user=user,
+            started_by_api_key=api_key,
+            started_by_trigger=trigger,
+            trigger_event=trigger_event,
+            retry_of=retry_of,
+            created_at=now,
+            # If no worker picks the run up by then, the reaper enqueues it again.
+            lease_expires_at=now + timedelta(seconds=settings.RUN_LEASE_SECONDS),
+        )
+        actor = actor_label(user=user, api_key=api_key, trigger=trigger)
+        append_event(run, "run.created", actor=actor, data={"header": run_header(run)})
+        if retry_of is not None:
+            append_event(retry_of, "run.retried", actor=actor, data={"retry": run.public_id})
+        enqueue_execution(run)
+    return run
+
+
+def cancel_run(*, run: Run, user=None, api_key=None, reason: str = "") -> Run:
+    """Cancel a pending, running or awaiting-review run. A running run stops before its next
+    node; a tool call already under way finishes and is recorded."""
+    _require_perm(user, "runs.cancel_run", "cancel runs")
+    if run.status in TERMINAL_STATUSES:
+        raise CancelNotAllowed(
+            f"Run {run.public_id} is {run.status} and can no longer be cancelled."
+        )
+    actor = actor_label(user=user, api_key=api_key)
+    try:
+        return lifecycle.transition(
+            run, RunStatus.CANCELLED, actor=actor, reason=reason or "Cancelled by operator"
+        )
+    except lifecycle.IllegalTransition as exc:
+        raise CancelNotAllowed(exc.message) from exc
+
+
+def retry_run(*, run: Run, user=None, api_key=None) -> Run:
+    """Start a new run with the same inputs and version as a run that failed transiently."""
+    _require_perm(user, "runs.retry_run", "retry runs")
+    with transaction.atomic():
+        original = Run.objects.select_for_update().select_related("version").get(pk=run.pk)
+        if original.status != RunStatus.FAILED:
+            raise RetryNotAllowed(
+                f"Run {original.public_id} is {original.status}; only failed runs can be retried."
+            )
+        if original.failure_kind != FailureKind.TRANSIENT:
+            hint = (
+                " A rejected run cannot be retried; start a fresh run instead."
+                if original.failure_kind == FailureKind.REJECTED
+                else " Its failure is permanent: retrying would fail the same way."
+            )
+            raise RetryNotAllowed(
+                f"Run {original.public_id} failed with kind {original.failure_kind}.{hint}"
+            )
+        existing = original.retries.order_by("created_at").first()
+        if existing is not None:
+            raise RetryNotAllowed(
+                f"Run {original.public_id} was already retried as {existing.public_id}.",
+                details={"retry": existing.public_id},
+            )
+        return start_run(
+            version=original.version,
+            environment=original.environment,
+            inputs=original.inputs,
+            type=RunType.API if api_key is not None else RunType.MANUAL,
+            user=user,
+            api_key=api_key,
+            retry_of=original,
+        )
+
+
+def reap_stuck_runs(*, now=None, limit: int = 500) -> list[int]:
+    """Re-enqueue pending or running runs whose lease ran out (a lost message, a killed worker).
+
+    Enqueueing twice is harmless: only one worker at a time drives a run (runs.locks) and a
+    run resumes after its last committed step.
+    """
+    from runs.tasks import execute_run
+
+    now = now or timezone.now()
+    stuck = list(
+        Run.objects.filter(
+            status__in=[RunStatus.PENDING, RunStatus.RUNNING], lease_expires_at__lt=now
+        )
+        .order_by("lease_expires_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for run_id in stuck:
+        execute_run.send(run_id)
+    return stuck

@@ -1,0 +1,171 @@
+"""Shared fixtures. Tests use the real database and the real broker: SQLite and the in-memory
+StubBroker on the embedded run, PostgreSQL and Redis when DATABASE_URL and REDIS_URL are set."""
+
+import os
+
+import dramatiq
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.db import connection
+from django.db.backends.base.operations import BaseDatabaseOperations
+
+from procedures.models import Procedure, ProcedureVersion
+from rapidfolio import broker as embedded
+from rapidfolio.roles import OPERATORS, REVIEWERS
+from runs.append_only import allow_purge
+
+if os.environ.get("RAPIDFOLIO_REQUIRE_SERVICES") and not (
+    settings.DATABASE_IS_POSTGRES and settings.REDIS_URL
+):
+    # CI's second run must exercise PostgreSQL and Redis; never let it pass by skipping them.
+    pytest.exit(
+        "RAPIDFOLIO_REQUIRE_SERVICES is set but DATABASE_URL and REDIS_URL do not select "
+        "PostgreSQL and Redis",
+        returncode=2,
+    )
+
+needs_postgres = pytest.mark.skipif(
+    not settings.DATABASE_IS_POSTGRES, reason="needs PostgreSQL (DATABASE_URL)"
+)
+needs_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis (REDIS_URL)")
+
+# The test flush between transactional tests must empty append-only tables; on SQLite that is a
+# DELETE the triggers refuse unless this process says so (see runs.append_only).
+_original_flush = BaseDatabaseOperations.execute_sql_flush
+
+
+def _flush_allowing_purge(self, sql_list):
+    with allow_purge():
+        return _original_flush(self, sql_list)
+
+
+BaseDatabaseOperations.execute_sql_flush = _flush_allowing_purge
+
+
+def pytest_report_header(config):
+    return (
+        f"rapidfolio: database={settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]} "
+        f"broker={settings.DRAMATIQ_BROKER['BROKER'].rsplit('.', 1)[-1]}"
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _empty_broker():
+    dramatiq.get_broker().flush_all()
+    yield
+    dramatiq.get_broker().flush_all()
+
+
+# --- people ---------------------------------------------------------------------------------
+def make_user(username: str, *groups: str, staff: bool = False) -> User:
+    user = User.objects.create_user(username, f"{username}@example.com", "correct-horse-42")
+    user.is_staff = staff
+    user.save()
+    for name in groups:
+        user.groups.add(Group.objects.get(name=name))
+    return user
+
+
+@pytest.fixture
+def operator(db):
+    return make_user("olivia", OPERATORS)
+
+
+@pytest.fixture
+def second_operator(db):
+    return make_user("oscar", OPERATORS)
+
+
+@pytest.fixture
+def reviewer(db):
+    return make_user("rita", REVIEWERS)
+
+
+@pytest.fixture
+def second_reviewer(db):
+    return make_user("ravi", REVIEWERS)
+
+
+@pytest.fixture
+def operator_reviewer(db):
+    return make_user("paula", OPERATORS, REVIEWERS)
+
+
+@pytest.fixture
+def admin_user(db):
+    user = make_user("ada", staff=True)
+    user.is_superuser = True
+    user.save()
+    return user
+
+
+# --- procedures -----------------------------------------------------------------------------
+def make_version(definition: dict, name: str = "Pay invoice", user=None) -> ProcedureVersion:
+    procedure, _ = Procedure.objects.get_or_create(name=name, defaults={"description": name})
+    number = (
+        procedure.versions.order_by("-number").values_list("number", flat=True).first() or 0
+    ) + 1
+    return ProcedureVersion.objects.create(
+        procedure=procedure, number=number, definition=definition, created_by=user
+    )
+
+
+SIMPLE_DEFINITION = {
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "amount": {"type": "integer", "minimum": 1},
+            "currency": {"type": "string", "enum": ["usd", "eur"]},
+        },
+        "required": ["amount", "currency"],
+        "additionalProperties": False,
+    },
+    "start": "big",
+    "nodes": {
+        "big": {
+            "type": "condition",
+            "expression": "inputs.amount > 1000",
+            "then": "big_out",
+            "else": "small_out",
+        },
+        "big_out": {"type": "output", "value": {"size": "'big'", "amount": "inputs.amount"}},
+        "small_out": {"type": "output", "value": {"size": "'small'", "amount": "inputs.amount"}},
+    },
+}
+
+
+@pytest.fixture
+def simple_version(db):
+    return make_version(SIMPLE_DEFINITION, name="Classify payment")
+
+
+# --- the worker -----------------------------------------------------------------------------
+class WorkerHandle:
+    def __init__(self, worker):
+        self.worker = worker
+        self.broker = worker.broker
+
+    def drain(self, timeout_ms: int = 30000):
+        """Wait until every queued (and delayed) message has been processed."""
+        for queue in embedded.QUEUES:
+            self.broker.join(queue, timeout=timeout_ms)
+        self.worker.join()
+
+
+@pytest.fixture
+def worker(transactional_db):
+    """A real Dramatiq worker on the configured broker (StubBroker or Redis), in this process."""
+    dramatiq.get_broker().flush_all()  # nothing left over from earlier tests
+    handle = WorkerHandle(embedded.start_worker(threads=2))
+    yield handle
+    handle.worker.stop()
+    connection.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_env(monkeypatch):
+    # Tests that set RAPIDFOLIO_* for a subprocess must not leak into others.
+    for key in list(os.environ):
+        if key.startswith("RAPIDFOLIO_TEST_"):
+            monkeypatch.delenv(key)
