@@ -1,0 +1,144 @@
+"""Reads behind the run pages and the API, so both share them and the benchmark measures them.
+
+The Runs list is keyset-paginated, newest first, on (created_at, id): a page costs the same at
+row 10 or row 10,000,000, never runs COUNT(*), and stays stable while new runs arrive.
+"""
+
+import base64
+import binascii
+import datetime
+from dataclasses import dataclass
+
+from django.db.models import Prefetch, Q, QuerySet
+
+from runs.filters import RunFilter
+from runs.models import Run, RunEvent, Step
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+def encode_cursor(run: Run) -> str:
+    raw = f"{run.created_at.isoformat()}|{run.pk}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime.datetime, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_at, pk = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
+        moment = datetime.datetime.fromisoformat(created_at)
+        if moment.tzinfo is None:
+            raise ValueError("naive time")
+        return moment, int(pk)
+    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+        raise InvalidCursor(
+            "The page cursor is not valid; start again from the first page."
+        ) from exc
+
+
+@dataclass
+class RunPage:
+    runs: list[Run]
+    next_cursor: str | None
+    filter: RunFilter
+
+    @property
+    def has_next(self) -> bool:
+        return self.next_cursor is not None
+
+
+def list_runs(params, *, cursor: str | None = None, page_size: int = DEFAULT_PAGE_SIZE) -> RunPage:
+    """One page of runs matching the filter params (a QueryDict or dict), newest first.
+
+    Raises InvalidCursor for a cursor that does not decode. Invalid filter values are reported
+    on `page.filter.form` and the page is empty.
+    """
+    page_size = max(1, min(int(page_size), MAX_PAGE_SIZE))
+    run_filter = RunFilter(params, queryset=run_list_queryset())
+    if not run_filter.is_valid():
+        return RunPage(runs=[], next_cursor=None, filter=run_filter)
+    run_filter.clean_dates()
+    if run_filter.form.errors:
+        return RunPage(runs=[], next_cursor=None, filter=run_filter)
+    queryset = run_filter.qs
+    if cursor:
+        created_at, pk = decode_cursor(cursor)
+        queryset = queryset.filter(
+            Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=pk)
+        )
+    rows = list(queryset.order_by("-created_at", "-id")[: page_size + 1])
+    next_cursor = encode_cursor(rows[page_size - 1]) if len(rows) > page_size else None
+    return RunPage(runs=rows[:page_size], next_cursor=next_cursor, filter=run_filter)
+
+
+def run_list_queryset() -> QuerySet[Run]:
+    return Run.objects.select_related("procedure", "version").only(
+        "public_id",
+        "procedure__public_id",
+        "procedure__name",
+        "version__number",
+        "environment",
+        "status",
+        "type",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "failure_kind",
+    )
+
+
+def run_detail(public_id: str) -> Run:
+    """The run with what its header needs; raises Run.DoesNotExist."""
+    return Run.objects.select_related(
+        "procedure",
+        "version",
+        "started_by_user",
+        "started_by_api_key",
+        "started_by_trigger",
+        "trigger_event",
+        "retry_of",
+        "failed_step",
+    ).get(public_id=public_id)
+
+
+def run_steps(run: Run) -> QuerySet[Step]:
+    return Step.objects.filter(run=run).order_by("sequence")
+
+
+def run_events(run: Run) -> QuerySet[RunEvent]:
+    return RunEvent.objects.filter(run=run).order_by("sequence")
+
+
+def run_with_everything(public_id: str) -> Run:
+    """The whole record for the API: steps, review requests with decisions, events."""
+    from reviews.models import ReviewRequest
+
+    return (
+        Run.objects.select_related(
+            "procedure",
+            "version",
+            "started_by_user",
+            "started_by_api_key",
+            "started_by_trigger",
+            "trigger_event",
+            "retry_of",
+            "failed_step",
+        )
+        .prefetch_related(
+            Prefetch("steps", queryset=Step.objects.order_by("sequence")),
+            Prefetch("events", queryset=RunEvent.objects.order_by("sequence")),
+            Prefetch(
+                "review_requests",
+                queryset=ReviewRequest.objects.select_related("decision__reviewer").order_by(
+                    "created_at"
+                ),
+            ),
+            "retries",
+        )
+        .get(public_id=public_id)
+    )
