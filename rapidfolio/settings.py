@@ -111,11 +111,8 @@ else:
                 "timeout": 30,
             },
             # A file, not :memory:, so worker threads and the browser tests' server share it.
-            "TEST": {
-                "NAME": str(
-                    VAR_DIR / f"test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.sqlite3"
-                )
-            },
+            # One per test process, so parallel test runs never share (or delete) a file.
+            "TEST": {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")},
         }
     }
 DATABASE_IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
