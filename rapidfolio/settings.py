@@ -56,6 +56,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_filters",
     "django_dramatiq",
+    # For its templates and static Swagger UI: the API docs load nothing from a CDN (CSP).
+    "ninja",
     "procedures",
     "runs",
     "reviews",
@@ -137,6 +139,8 @@ if REDIS_URL:
             "namespace": DRAMATIQ_NAMESPACE,
             # How long before a dead worker's unacknowledged messages are given to another.
             "heartbeat_timeout": int(os.environ.get("DRAMATIQ_HEARTBEAT_TIMEOUT_MS", "60000")),
+            # Out of a million broker commands, how many also look for dead workers' messages.
+            "maintenance_chance": int(os.environ.get("DRAMATIQ_MAINTENANCE_CHANCE", "1000")),
             "dead_message_ttl": 7 * 24 * 3600 * 1000,
         },
         "MIDDLEWARE": DRAMATIQ_MIDDLEWARE,
