@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "procedures",
     "runs",
     "reviews",
+    "rapidfolio",  # for its management commands: serve, seed_demo, run_scheduler
 ]
 
 MIDDLEWARE = [

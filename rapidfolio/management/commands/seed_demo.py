@@ -1,0 +1,303 @@
+"""Seed a realistic demo: procedures with versions, and runs in every status, produced by the
+engine itself (tool calls, retries, reviews, overrides, rejections, cancellations, a retry).
+
+Idempotent: a second call changes nothing and says so.
+"""
+
+import copy
+import json
+import time
+from pathlib import Path
+
+import yaml
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from procedures.models import Procedure, ProcedureVersion
+from rapidfolio.roles import OPERATORS, REVIEWERS, ensure_roles
+from reviews.models import ReviewRequest
+from reviews.services import approve, reject
+from runs import engine
+from runs.models import Run, RunStatus, Step, StepStatus
+from runs.services import cancel_run, retry_run, start_run
+
+DEMO_DIR = Path(settings.BASE_DIR) / "procedures" / "demo"
+DEMO_PASSWORD = "rapidfolio-demo"
+# How long the seed waits for a retry backoff before leaving the run visibly `running`.
+MAX_SEED_WAIT_SECONDS = 3
+
+IBAN = "DE89370400440532013000"
+BIC = "COBADEFFXXX"
+
+
+class Command(BaseCommand):
+    help = "Create demo users, procedures and runs (every status), executed by the engine."
+
+    def handle(self, *args, **options):
+        ensure_roles()
+        people = self._users()
+        if Run.objects.exists():
+            self.stdout.write("Demo data already present; nothing to do.")
+            self._print_logins()
+            return
+        versions = self._procedures(people["admin"])
+        self._runs(versions, people)
+        counts = {s: Run.objects.filter(status=s).count() for s in RunStatus.values}
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Seeded {Run.objects.count()} runs: "
+                + ", ".join(f"{n} {s}" for s, n in counts.items())
+            )
+        )
+        self._print_logins()
+
+    # --- people -----------------------------------------------------------------------------
+    def _users(self) -> dict[str, User]:
+        approvers = [
+            Group.objects.get_or_create(name=name)[0] for name in ("Payment approvers", "Treasury")
+        ]
+        spec = {
+            "operator": ([OPERATORS], False, "Olivia", "Operator"),
+            "reviewer": ([REVIEWERS], False, "Rita", "Reviewer"),
+            "controller": ([REVIEWERS], False, "Carl", "Controller"),
+            "admin": ([OPERATORS, REVIEWERS], True, "Ada", "Admin"),
+        }
+        people = {}
+        for username, (groups, is_admin, first, last) in spec.items():
+            user, created = User.objects.get_or_create(
+                username=username,
+                defaults={
+                    "first_name": first,
+                    "last_name": last,
+                    "email": f"{username}@rapidfolio.example",
+                },
+            )
+            if created:
+                user.set_password(DEMO_PASSWORD)
+                user.is_staff = user.is_superuser = is_admin
+                user.save()
+            user.groups.add(*Group.objects.filter(name__in=groups))
+            if username in ("reviewer", "controller", "admin"):
+                user.groups.add(*approvers)
+            people[username] = User.objects.get(pk=user.pk)  # fresh permission cache
+        return people
+
+    def _print_logins(self):
+        self.stdout.write(
+            f"Log in as operator, reviewer, controller or admin — password: {DEMO_PASSWORD}"
+        )
+
+    # --- procedures -------------------------------------------------------------------------
+    def _procedures(self, admin) -> dict[str, ProcedureVersion]:
+        versions = {}
+        for name in ("pay_invoice", "credit_check", "wire_transfer", "close_account"):
+            document = yaml.safe_load((DEMO_DIR / f"{name}.yaml").read_text())
+            procedure, _ = Procedure.objects.get_or_create(
+                name=document["name"], defaults={"description": document["description"]}
+            )
+            definition = json.loads(json.dumps(document["definition"]))
+            if name == "pay_invoice":
+                # Version 1 had a higher approval threshold; version 2 lowered it.
+                first = copy.deepcopy(definition)
+                first["nodes"]["needs_approval"]["expression"] = "inputs.amount > 1000000"
+                self._version(procedure, first, admin, "Approval above 10,000.00")
+                versions[name + "_v1"] = procedure.versions.get(number=1)
+                versions[name] = self._version(
+                    procedure, definition, admin, "Lower approval threshold to 5,000.00"
+                )
+            else:
+                versions[name] = self._version(procedure, definition, admin, "First version")
+        return versions
+
+    def _version(self, procedure, definition, admin, notes) -> ProcedureVersion:
+        existing = procedure.versions.order_by("-number").first()
+        if existing is not None and existing.definition == definition:
+            return existing
+        return ProcedureVersion.objects.create(
+            procedure=procedure,
+            number=(existing.number + 1 if existing else 1),
+            definition=definition,
+            created_by=admin,
+            notes=notes,
+        )
+
+    # --- runs -------------------------------------------------------------------------------
+    def _start(self, version, inputs, *, user=None, environment="sandbox", drive=True):
+        run = start_run(
+            version=version,
+            environment=environment,
+            inputs=inputs,
+            type="manual" if user else "api",
+            user=user,
+        )
+        if drive:
+            self._drive(run)
+        run.refresh_from_db()
+        return run
+
+    def _drive(self, run):
+        """Execute the run here and now, waiting out short retry backoffs."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            engine.drive(run.pk)
+            run.refresh_from_db()
+            if run.status != RunStatus.RUNNING:
+                return
+            last = Step.objects.filter(run=run).order_by("-sequence").first()
+            if last is None or last.status != StepStatus.FAILED:
+                return
+            node = run.version.definition["nodes"][last.node_id]
+            wait = engine.backoff_seconds(engine.retry_policy(node), last.attempt)
+            if wait > MAX_SEED_WAIT_SECONDS:
+                return  # leave it visibly running; the scheduler resumes it later
+            time.sleep(wait)
+
+    def _review(self, run):
+        return ReviewRequest.objects.filter(run=run).order_by("-step_sequence").first()
+
+    def _runs(self, versions, people):
+        operator, reviewer, controller = (
+            people["operator"],
+            people["reviewer"],
+            people["controller"],
+        )
+        pay, pay_v1 = versions["pay_invoice"], versions["pay_invoice_v1"]
+        credit, wire, close = (
+            versions["credit_check"],
+            versions["wire_transfer"],
+            versions["close_account"],
+        )
+
+        def invoice(number, customer, amount, currency="usd"):
+            return {
+                "invoice_id": f"INV-{number}",
+                "customer_id": customer,
+                "amount": amount,
+                "currency": currency,
+            }
+
+        def supplier_wire(reference, amount, name="Northwind Traders GmbH"):
+            return {
+                "amount": amount,
+                "currency": "EUR",
+                "beneficiary_name": name,
+                "beneficiary_iban": IBAN,
+                "beneficiary_bic": BIC,
+                "reference": reference,
+                "remittance_email": "ap@northwind.example",
+            }
+
+        with transaction.atomic():
+            # Old version, still visible in history.
+            self._start(pay_v1, invoice(10001, "cust_acme", 750000), user=operator)
+        # Completed payments, straight through.
+        self._start(pay, invoice(10002, "cust_acme", 120000), user=operator)
+        self._start(pay, invoice(10003, "cust_globex", 89900, "eur"))
+        # A flaky card network: two rate-limited attempts, then paid.
+        self._start(pay, invoice(10004, "cust_flaky_stark", 45000), user=operator)
+        # Declined card: permanent failure at the charge step.
+        self._start(pay, invoice(10005, "cust_wayne", 400002), user=operator)
+        # Large invoices wait for a payment approver.
+        approved = self._start(pay, invoice(10006, "cust_initech", 1250000), user=operator)
+        approve(
+            request=self._review(approved),
+            reviewer=reviewer,
+            overrides={"amount": 1000000},
+            comment="Partial payment agreed with the customer; rest next month.",
+        )
+        self._drive(approved)
+        rejected = self._start(pay, invoice(10007, "cust_hooli", 780000), user=operator)
+        reject(
+            request=self._review(rejected),
+            reviewer=controller,
+            comment="Invoice disputed by the customer; do not charge.",
+        )
+        self._start(pay, invoice(10008, "cust_umbrella", 2400000), user=operator)
+        self._start(pay, invoice(10009, "cust_tyrell", 990000, "gbp"))
+        cancelled = self._start(pay, invoice(10010, "cust_oscorp", 610000), user=operator)
+        cancel_run(run=cancelled, user=operator, reason="Customer paid by bank transfer instead")
+
+        # Credit checks: approved, declined, and a bureau that never answers.
+        self._start(
+            credit,
+            {
+                "customer_id": "cust_cyberdyne",
+                "email": "cfo@cyberdyne.example",
+                "requested_amount": 500000,
+                "currency": "USD",
+            },
+            user=operator,
+        )
+        self._start(
+            credit,
+            {
+                "customer_id": "cust_wayne",
+                "email": "finance@wayne.example",
+                "requested_amount": 300000,
+                "currency": "USD",
+            },
+        )
+        self._start(
+            credit,
+            {
+                "customer_id": "cust_globex",
+                "email": "ap@globex.example",
+                "requested_amount": 2500000,
+                "currency": "USD",
+            },
+            user=operator,
+        )
+        timed_out = self._start(
+            credit,
+            {
+                "customer_id": "cust_timeout_soylent",
+                "email": "ap@soylent.example",
+                "requested_amount": 150000,
+            },
+            user=operator,
+        )
+        # A transient failure, retried into a new run that waits for a worker (pending).
+        if timed_out.status == RunStatus.FAILED:
+            retry_run(run=timed_out, user=operator)
+        # Live environment without a configured bureau connection: fails permanently.
+        self._start(
+            credit,
+            {"customer_id": "cust_acme", "email": "ap@acme.example", "requested_amount": 100000},
+            environment="live",
+        )
+
+        # Supplier wires: one paid, one waiting for treasury, one retrying at the bank.
+        paid_wire = self._start(wire, supplier_wire("PO-2291", 1845000), user=operator)
+        approve(request=self._review(paid_wire), reviewer=reviewer)
+        self._drive(paid_wire)
+        self._start(wire, supplier_wire("PO-2292", 560000, "Contoso Ltd"), user=operator)
+        retrying = self._start(wire, supplier_wire("PO-2293-TIMEOUT", 98000), user=operator)
+        approve(request=self._review(retrying), reviewer=controller)
+        self._drive(retrying)
+
+        # Account closures.
+        self._start(
+            close,
+            {
+                "account_id": "acc_58213",
+                "reason": "customer_request",
+                "customer_email": "jane.doe@example.com",
+                "transfer_balance_to": "GB33BUKB20201555555555",
+            },
+            user=operator,
+        )
+        self._start(
+            close,
+            {"account_id": "acc_77120", "reason": "fraud", "customer_email": "sam.roe@example.com"},
+            user=operator,
+        )
+        self._start(
+            close,
+            {
+                "account_id": "acc_overdrawn_3391",
+                "reason": "dormant",
+                "customer_email": "lee.poe@example.com",
+            },
+        )
