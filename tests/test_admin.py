@@ -73,3 +73,48 @@ def test_creating_an_api_key_in_admin_shows_the_key_once(admin_client):
     assert "copy it now" in body
     assert api_key.prefix in body
     assert api_key.key_hash not in body
+
+
+def test_connection_secret_is_stored_encrypted_and_never_shown_back(admin_client):
+    from procedures.models import Connection
+
+    secret = "sk_live_51SuperSecretValue9876"
+    response = admin_client.post(
+        reverse("admin:procedures_connection_add"),
+        {
+            "integration": "stripe",
+            "environment": "live",
+            "name": "Stripe live",
+            "config": "{}",
+            "secret": secret,
+        },
+        follow=True,
+    )
+    assert response.status_code == 200
+    connection = Connection.objects.get(name="Stripe live")
+    assert secret not in connection.encrypted_secret
+    assert connection.get_secret() == secret
+    page = admin_client.get(reverse("admin:procedures_connection_change", args=[connection.pk]))
+    assert secret not in page.content.decode()
+    assert "9876" in page.content.decode()  # only the hint's last four characters
+
+
+def test_connection_secret_is_kept_when_the_form_leaves_it_blank(admin_client):
+    from procedures.models import Connection
+
+    connection = Connection(integration="bank", environment="live", name="Bank", config={})
+    connection.set_secret("bank-token-123456")
+    connection.save()
+    admin_client.post(
+        reverse("admin:procedures_connection_change", args=[connection.pk]),
+        {
+            "integration": "bank",
+            "environment": "live",
+            "name": "Bank renamed",
+            "config": "{}",
+            "secret": "",
+        },
+    )
+    connection.refresh_from_db()
+    assert connection.name == "Bank renamed"
+    assert connection.get_secret() == "bank-token-123456"
