@@ -1,7 +1,45 @@
+"""The home page and the few helpers every dashboard view shares.
+
+HTMX asks for part of a page (`request.htmx`); the same URL answers a plain GET, a history
+restore or a bookmark with the whole page, so every swap is also a deep link.
+"""
+
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
+from django.utils.cache import patch_vary_headers
+from django_htmx.http import reswap, retarget
+
+from reviews.selectors import reviews_awaiting_decision
+from runs.selectors import list_runs
+
+
+def is_swap(request) -> bool:
+    """True when HTMX asks for a fragment (a history restore needs the whole page)."""
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+def render_page(request, template: str, context: dict, *, partial: str | None, status=200):
+    """Render `template`, or only its `partial` when HTMX asks for a swap."""
+    name = f"{template}#{partial}" if partial and is_swap(request) else template
+    response = render(request, name, context, status=status)
+    # The fragment and the whole page share a URL: caches must keep them apart.
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def forbidden(request, reason: str):
+    """The 403 page that says why; for an HTMX request, only the reason, shown above the page."""
+    if is_swap(request):
+        response = render(request, "403.html#reason", {"exception": reason}, status=403)
+        return reswap(retarget(response, "#flash"), "innerHTML")
+    return render(request, "403.html", {"exception": reason}, status=403)
 
 
 @login_required
 def home(request):
-    return render(request, "home.html")
+    context = {
+        "nav": "home",
+        "waiting_reviews": reviews_awaiting_decision(request.user)[:5],
+        "recent_runs": list_runs({}, page_size=8).runs,
+    }
+    return render(request, "home.html", context)

@@ -1,3 +1,18 @@
+from django.urls import path, re_path
+
+from runs import views
+
 app_name = "runs"
 
-urlpatterns = []
+urlpatterns = [
+    path("", views.run_list, name="list"),
+    path("<str:public_id>/", views.run_detail, name="detail"),
+    path("<str:public_id>/cancel/", views.cancel, name="cancel"),
+    path("<str:public_id>/retry/", views.retry, name="retry"),
+    # Each tab but the overview has its own URL, so any tab can be bookmarked or shared.
+    re_path(
+        r"^(?P<public_id>[^/]+)/(?P<tab>inputs|step-log|output|events)/$",
+        views.run_detail,
+        name="tab",
+    ),
+]

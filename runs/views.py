@@ -1,0 +1,178 @@
+"""The run pages: the Runs list, a run with its tabs, and the Cancel and Retry actions."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from rapidfolio.views import forbidden, is_swap, render_page
+from reviews.forms import DecisionForm
+from reviews.services import refusal_reason
+from runs import selectors
+from runs.errors import RunError
+from runs.filters import RunFilter
+from runs.integrity import verify_run
+from runs.models import FailureKind, Run, RunEvent, RunStatus
+from runs.services import cancel_run, retry_run
+
+TABS = {
+    "overview": "Overview",
+    "inputs": "Inputs",
+    "step-log": "Step Log",
+    "output": "Output",
+    "events": "Events",
+}
+DEFAULT_TAB = "overview"
+PAGE_SIZE = selectors.DEFAULT_PAGE_SIZE
+
+
+@login_required
+@require_GET
+def run_list(request):
+    cursor_error = ""
+    try:
+        page = selectors.list_runs(
+            request.GET, cursor=request.GET.get("cursor") or None, page_size=PAGE_SIZE
+        )
+    except selectors.InvalidCursor as exc:
+        cursor_error = str(exc)
+        page = selectors.RunPage([], None, RunFilter(request.GET, queryset=Run.objects.none()))
+    filtered = any(request.GET.getlist(name) for name in page.filter.form.fields)
+    context = {"nav": "runs", "page": page, "filtered": filtered, "cursor_error": cursor_error}
+    return render_page(request, "runs/list.html", context, partial="results")
+
+
+@login_required
+@require_GET
+def run_detail(request, public_id, tab=DEFAULT_TAB):
+    run = _get_run(public_id)
+    if is_swap(request) and request.GET.get("seen") == change_token(run):
+        return HttpResponse(status=204)  # nothing happened since the last poll: keep the page
+    return render_run_page(request, run, tab)
+
+
+@login_required
+@require_POST
+def cancel(request, public_id):
+    run = _get_run(public_id)
+    try:
+        run = cancel_run(run=run, user=request.user)
+    except RunError as exc:
+        return refuse(request, run, exc)
+    return after_action(request, run, f"Run {run.public_id} was cancelled.")
+
+
+@login_required
+@require_POST
+def retry(request, public_id):
+    run = _get_run(public_id)
+    try:
+        new_run = retry_run(run=run, user=request.user)
+    except RunError as exc:
+        return refuse(request, run, exc)
+    return after_action(request, run, f"Retry started as run {new_run.public_id}.")
+
+
+def _get_run(public_id: str) -> Run:
+    try:
+        return selectors.run_detail(public_id)
+    except Run.DoesNotExist:
+        raise Http404(f"No run {public_id}.") from None
+
+
+def tab_url(run: Run, tab: str) -> str:
+    if tab == DEFAULT_TAB:
+        return reverse("runs:detail", args=[run.public_id])
+    return reverse("runs:tab", args=[run.public_id, tab])
+
+
+def change_token(run: Run) -> str:
+    """Changes whenever the run's page would: a new status, step, review or decision.
+
+    Webhook deliveries do not count, so a reviewer typing into the review form keeps it.
+    """
+    last = (
+        RunEvent.objects.filter(run=run)
+        .exclude(type="webhook.delivery")
+        .order_by("-sequence")
+        .values_list("sequence", flat=True)
+        .first()
+    )
+    return f"{run.status}.{last or 0}"
+
+
+def requested_tab(request) -> str:
+    tab = request.POST.get("tab") or request.GET.get("tab") or DEFAULT_TAB
+    return tab if tab in TABS else DEFAULT_TAB
+
+
+def render_run_page(request, run, tab, *, review_form=None, notice="", error="", status=200):
+    """The run page, or the part HTMX targets: the tab strip and panel, or the whole run."""
+    partial = "run-tabs" if request.htmx and request.htmx.target == "run-tabs" else "run-page"
+    context = run_page_context(request, run, tab, review_form=review_form)
+    context.update(notice=notice, error=error)
+    return render_page(request, "runs/detail.html", context, partial=partial, status=status)
+
+
+def run_page_context(request, run: Run, tab: str, *, review_form=None) -> dict:
+    user = request.user
+    review_requests = list(run.review_requests.select_related("decision__reviewer"))
+    pending_review = next(
+        (r for r in review_requests if not hasattr(r, "decision")),
+        None,
+    )
+    if run.status != RunStatus.AWAITING_REVIEW:
+        pending_review = None
+    review_refusal = refusal_reason(pending_review, user) if pending_review else None
+    if pending_review and not review_refusal and review_form is None:
+        review_form = DecisionForm(pending_review)
+    retries = list(run.retries.order_by("created_at"))
+    return {
+        "nav": "runs",
+        "run": run,
+        "tab": tab,
+        "tabs": [(key, label, tab_url(run, key)) for key, label in TABS.items()],
+        "tab_url": tab_url(run, tab),
+        "token": change_token(run),
+        "steps": list(selectors.run_steps(run)),
+        "events": list(selectors.run_events(run)),
+        "reviews_by_step": {r.step_sequence: r for r in review_requests},
+        "review_requests": review_requests,
+        "pending_review": pending_review,
+        "review_refusal": review_refusal,
+        "review_form": review_form,
+        "retries": retries,
+        "verification": verify_run(run),
+        "can_cancel": not run.is_terminal and user.has_perm("runs.cancel_run"),
+        "can_retry": (
+            run.status == RunStatus.FAILED
+            and run.failure_kind == FailureKind.TRANSIENT
+            and not retries
+            and user.has_perm("runs.retry_run")
+        ),
+    }
+
+
+def after_action(request, run: Run, notice: str):
+    """A done action: swap the run's page in place, or POST-redirect-GET without JavaScript."""
+    tab = requested_tab(request)
+    if is_swap(request):
+        run = selectors.run_detail(run.public_id)
+        return render_run_page(request, run, tab, notice=notice)
+    messages.success(request, notice)
+    return redirect(tab_url(run, tab))
+
+
+def refuse(request, run: Run, error: RunError):
+    """A refused action: the 403 page for what the user may not do, else say why on the page."""
+    if error.status_code == 403:
+        return forbidden(request, error.message)
+    if is_swap(request):
+        run = selectors.run_detail(run.public_id)
+        return render_run_page(
+            request, run, requested_tab(request), error=error.message, status=error.status_code
+        )
+    messages.error(request, error.message)
+    return redirect(tab_url(run, requested_tab(request)))
