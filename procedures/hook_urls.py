@@ -1,3 +1,11 @@
+from django.urls import re_path
+
+from procedures import hooks
+
 app_name = "hooks"
 
-urlpatterns = []
+# The trailing slash is optional: senders are configured with whatever admin shows.
+urlpatterns = [
+    re_path(r"^stripe/(?P<public_id>[\w-]+)/?$", hooks.stripe_hook, name="stripe"),
+    re_path(r"^linear/(?P<public_id>[\w-]+)/?$", hooks.linear_hook, name="linear"),
+]

@@ -55,11 +55,6 @@ class ProcedureVersion(models.Model):
     def __str__(self):
         return f"{self.procedure.name} v{self.number}"
 
-    def clean(self):
-        from procedures.definition import clean_version_definition
-
-        clean_version_definition(self.definition)
-
     def save(self, *args, **kwargs):
         # The database refuses updates too (see runs migration 0002); this gives the clear error.
         if self.pk is not None and not kwargs.get("force_insert"):
@@ -67,6 +62,11 @@ class ProcedureVersion(models.Model):
         # No way around validation: a version that cannot run must never exist.
         self.clean()
         super().save(*args, **kwargs)
+
+    def clean(self):
+        from procedures.definition import clean_version_definition
+
+        clean_version_definition(self.definition)
 
     @property
     def input_schema(self) -> dict:

@@ -10,6 +10,7 @@ Nothing else assigns `Run.status`.
 """
 
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -103,6 +104,10 @@ def transition(
             data["reason"] = reason
         current.save(update_fields=fields)
         append_event(current, "run.status_changed", actor=actor, data=data)
+        if to_status in TERMINAL_STATUSES or to_status == S.AWAITING_REVIEW:
+            from runs.webhooks import enqueue_deliveries
+
+            transaction.on_commit(partial(enqueue_deliveries, run_id=current.pk, status=to_status))
     _copy_state(current, run)
     return current
 

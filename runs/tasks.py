@@ -21,3 +21,22 @@ def reap_stuck_runs() -> None:
     from runs.services import reap_stuck_runs as reap
 
     reap()
+
+
+# Dramatiq retries only a crash (the database unreachable); failed HTTP attempts are
+# rescheduled by runs.webhooks with their own backoff.
+@dramatiq.actor(queue_name="webhooks", max_retries=3, min_backoff=1000, max_backoff=60000)
+def deliver_webhook(
+    endpoint_id: int, run_id: int, delivery_id: str, event_type: str, body: str, attempt: int
+) -> None:
+    """One delivery attempt; runs.webhooks schedules the next one itself, with backoff."""
+    from runs.webhooks import deliver
+
+    deliver(
+        endpoint_id=endpoint_id,
+        run_id=run_id,
+        delivery_id=delivery_id,
+        event_type=event_type,
+        body=body,
+        attempt=attempt,
+    )

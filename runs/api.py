@@ -1,0 +1,278 @@
+"""Runs over the API: read one run, list runs, cancel, retry."""
+
+import json
+
+from django.conf import settings
+from django.http import QueryDict
+from django.urls import reverse
+from ninja import Header, Query, Router, Status
+
+from rapidfolio.api_auth import (
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    IDEMPOTENCY_KEY_PATTERN,
+    ApiError,
+    idempotent,
+    is_public_id,
+    not_found,
+    require_environment,
+)
+from runs import selectors, services
+from runs.api_schemas import (
+    ERRORS,
+    ErrorOut,
+    RunDetail,
+    RunFilters,
+    RunList,
+    RunRef,
+)
+from runs.models import Run
+
+router = Router(tags=["runs"])
+
+IdempotencyKey = Header(
+    None,
+    alias="Idempotency-Key",
+    max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
+    pattern=IDEMPOTENCY_KEY_PATTERN,
+    description="Repeat a POST safely: the same key and body return the first answer.",
+)
+
+
+def api_url(run: Run) -> str:
+    return f"{settings.PUBLIC_BASE_URL}{reverse('api:get_run', args=[run.public_id])}"
+
+
+def dashboard_url(run: Run) -> str:
+    return f"{settings.PUBLIC_BASE_URL}{reverse('runs:detail', args=[run.public_id])}"
+
+
+def run_ref(run: Run) -> dict:
+    return {
+        "id": run.public_id,
+        "status": run.status,
+        "url": api_url(run),
+        "dashboard_url": dashboard_url(run),
+    }
+
+
+def _parsed(text: str):
+    """Stored request/response text as JSON when it is JSON, else the text itself."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _starter(run: Run) -> dict:
+    starter = {"label": run.started_by_label}
+    if run.started_by_user_id:
+        return starter | {"kind": "user", "user": run.started_by_user.get_username()}
+    if run.started_by_api_key_id:
+        return starter | {"kind": "api_key", "api_key": run.started_by_api_key.prefix}
+    if run.started_by_trigger_id:
+        return starter | {
+            "kind": "trigger",
+            "trigger": run.started_by_trigger.public_id,
+            "trigger_event": run.trigger_event.external_id if run.trigger_event_id else None,
+        }
+    return starter | {"kind": "system"}
+
+
+def _failure(run: Run) -> dict | None:
+    if run.status != "failed":
+        return None
+    step = run.failed_step
+    return {
+        "reason": run.failure_reason,
+        "kind": run.failure_kind,
+        "step": {"sequence": step.sequence, "node_id": step.node_id} if step else None,
+    }
+
+
+def _review(request) -> dict:
+    decision = getattr(request, "decision", None)
+    return {
+        "id": request.public_id,
+        "node_id": request.node_id,
+        "step_sequence": request.step_sequence,
+        "title": request.title,
+        "instructions": request.instructions,
+        "shown_values": request.shown_values,
+        "overridable_fields": request.overridable_fields,
+        "created_at": request.created_at,
+        "decision": None
+        if decision is None
+        else {
+            "decision": decision.decision,
+            "reviewer": decision.reviewer.get_username(),
+            "comment": decision.comment,
+            "shown_values": decision.shown_values,
+            "overrides": decision.overrides,
+            "decided_at": decision.decided_at,
+        },
+    }
+
+
+def run_record(run: Run) -> dict:
+    """The whole record of a run loaded by selectors.run_with_everything."""
+    return {
+        **run_ref(run),
+        "procedure": {"id": run.procedure.public_id, "name": run.procedure.name},
+        "version": run.version.number,
+        "environment": run.environment,
+        "type": run.type,
+        "starter": _starter(run),
+        "inputs": run.inputs,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "output": run.output,
+        "failure": _failure(run),
+        "steps": [
+            {
+                "sequence": step.sequence,
+                "node_id": step.node_id,
+                "node_type": step.node_type,
+                "tool": step.tool,
+                "status": step.status,
+                "attempt": step.attempt,
+                "input": step.input,
+                "output": step.output,
+                "request": _parsed(step.request),
+                "response": _parsed(step.response),
+                "idempotency_key": step.idempotency_key,
+                "error": step.error,
+                "error_kind": step.error_kind,
+                "started_at": step.started_at,
+                "finished_at": step.finished_at,
+                "duration_ms": step.duration_ms,
+            }
+            for step in run.steps.all()
+        ],
+        "reviews": [_review(request) for request in run.review_requests.all()],
+        "events": [
+            {
+                "sequence": event.sequence,
+                "type": event.type,
+                "actor": event.actor,
+                "data": event.data,
+                "created_at": event.created_at,
+                "prev_hash": event.prev_hash,
+                "hash": event.hash,
+            }
+            for event in run.events.all()
+        ],
+        "retry_of": run.retry_of.public_id if run.retry_of_id else None,
+        "retries": [retry.public_id for retry in run.retries.all()],
+    }
+
+
+def _run_summary(run: Run) -> dict:
+    return {
+        "id": run.public_id,
+        "url": api_url(run),
+        "procedure": {"id": run.procedure.public_id, "name": run.procedure.name},
+        "version": run.version.number,
+        "environment": run.environment,
+        "type": run.type,
+        "status": run.status,
+        "failure_kind": run.failure_kind or None,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+    }
+
+
+def _run_in_key_environment(request, run_id: str) -> Run:
+    if not is_public_id(run_id):
+        raise not_found("run", run_id)
+    try:
+        run = selectors.run_detail(run_id)
+    except Run.DoesNotExist:
+        raise not_found("run", run_id) from None
+    require_environment(request.auth, run.environment)
+    return run
+
+
+@router.get(
+    "/runs",
+    response={200: RunList, **ERRORS},
+    summary="List runs, newest first",
+    description="Only runs of the API key's environment. Pagination is by cursor: pass the "
+    "answer's `next_cursor` as `cursor` until it is null.",
+)
+def list_runs(request, filters: Query[RunFilters]):
+    api_key = request.auth
+    if filters.environment is not None:
+        require_environment(api_key, filters.environment)
+    params = QueryDict(mutable=True)
+    params.setlist("status", filters.status or [])
+    params["environment"] = api_key.environment
+    for name in ("procedure", "type", "created_from", "created_to"):
+        value = getattr(filters, name)
+        if value:
+            params[name] = value
+    try:
+        page = selectors.list_runs(params, cursor=filters.cursor, page_size=filters.limit)
+    except selectors.InvalidCursor as exc:
+        raise ApiError(400, "invalid_cursor", str(exc)) from None
+    if page.filter.form.errors:
+        raise ApiError(
+            422,
+            "invalid_filters",
+            "Some filters are not valid.",
+            details=[
+                {"field": field, "message": error["message"]}
+                for field, errors in page.filter.form.errors.get_json_data().items()
+                for error in errors
+            ],
+        )
+    return {"runs": [_run_summary(run) for run in page.runs], "next_cursor": page.next_cursor}
+
+
+@router.get(
+    "/runs/{run_id}",
+    response={200: RunDetail, **ERRORS},
+    url_name="get_run",
+    summary="Read a run: inputs, steps, reviews, output or failure, events",
+)
+def get_run(request, run_id: str):
+    if not is_public_id(run_id):
+        raise not_found("run", run_id)
+    try:
+        run = selectors.run_with_everything(run_id)
+    except Run.DoesNotExist:
+        raise not_found("run", run_id) from None
+    require_environment(request.auth, run.environment)
+    return run_record(run)
+
+
+@router.post(
+    "/runs/{run_id}/cancel",
+    response={200: RunRef, 409: ErrorOut, **ERRORS},
+    summary="Cancel a pending, running or awaiting-review run",
+)
+def cancel_run(request, run_id: str, idempotency_key: str | None = IdempotencyKey):
+    run = _run_in_key_environment(request, run_id)
+
+    def cancel():
+        cancelled = services.cancel_run(run=run, api_key=request.auth)
+        return 200, run_ref(cancelled)
+
+    return Status(*idempotent(request, request.auth, idempotency_key, cancel))
+
+
+@router.post(
+    "/runs/{run_id}/retry",
+    response={202: RunRef, 409: ErrorOut, **ERRORS},
+    summary="Retry a run that failed transiently: a new run with the same inputs and version",
+)
+def retry_run(request, run_id: str, idempotency_key: str | None = IdempotencyKey):
+    run = _run_in_key_environment(request, run_id)
+
+    def retry():
+        return 202, run_ref(services.retry_run(run=run, api_key=request.auth))
+
+    return Status(*idempotent(request, request.auth, idempotency_key, retry))
