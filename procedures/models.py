@@ -164,9 +164,8 @@ class TriggerEvent(models.Model):
     event_type = models.CharField(max_length=100, blank=True)
     payload = models.JSONField(default=dict)
     received_at = models.DateTimeField(auto_now_add=True)
-    outcome = models.CharField(
-        max_length=20, default="started"
-    )  # started | ignored | invalid_inputs
+    # started | ignored (event type not subscribed) | invalid_inputs | no_version
+    outcome = models.CharField(max_length=20, default="started")
     detail = models.TextField(blank=True)
 
     class Meta:
