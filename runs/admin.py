@@ -10,12 +10,23 @@ from runs.models import ApiKey, IdempotencyRecord, Run, RunEvent, Step, WebhookE
 
 
 def pretty(value) -> str:
+    """JSON (or JSON text, as stored for requests and responses) indented, key order kept."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except ValueError:
             return value
     return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def pretty_field(field: str, label: str):
+    """An admin column showing a JSON field pretty-printed."""
+
+    @admin.display(description=label)
+    def show(self, obj):
+        return format_html("<pre>{}</pre>", pretty(getattr(obj, field)))
+
+    return show
 
 
 class StepInline(ReadOnlyRecordAdmin, admin.TabularInline):
@@ -84,14 +95,8 @@ class RunAdmin(ReadOnlyRecordAdmin, admin.ModelAdmin):
     ]
     exclude = ["inputs", "output"]
     inlines = [StepInline, RunEventInline]
-
-    @admin.display(description="inputs")
-    def inputs_pretty(self, obj):
-        return format_html("<pre>{}</pre>", pretty(obj.inputs))
-
-    @admin.display(description="output")
-    def output_pretty(self, obj):
-        return format_html("<pre>{}</pre>", pretty(obj.output))
+    inputs_pretty = pretty_field("inputs", "inputs")
+    output_pretty = pretty_field("output", "output")
 
 
 @admin.register(Step)
@@ -129,22 +134,10 @@ class StepAdmin(ReadOnlyRecordAdmin, admin.ModelAdmin):
         "finished_at",
     ]
     exclude = ["input", "output", "request", "response"]
-
-    @admin.display(description="input")
-    def input_pretty(self, obj):
-        return format_html("<pre>{}</pre>", pretty(obj.input))
-
-    @admin.display(description="output")
-    def output_pretty(self, obj):
-        return format_html("<pre>{}</pre>", pretty(obj.output))
-
-    @admin.display(description="request sent")
-    def request_pretty(self, obj):
-        return format_html("<pre>{}</pre>", pretty(obj.request))
-
-    @admin.display(description="response received")
-    def response_pretty(self, obj):
-        return format_html("<pre>{}</pre>", pretty(obj.response))
+    input_pretty = pretty_field("input", "input")
+    output_pretty = pretty_field("output", "output")
+    request_pretty = pretty_field("request", "request sent")
+    response_pretty = pretty_field("response", "response received")
 
 
 @admin.register(RunEvent)
