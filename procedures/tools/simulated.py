@@ -13,6 +13,7 @@ and responses are recorded as described in procedures/tools/transport.py; simula
 same shape with `"simulated": true` and a path instead of a URL.
 """
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -42,18 +43,18 @@ BIC = {"type": "string", "pattern": "^[A-Z]{6}[A-Z0-9]{2}([A-Z0-9]{3})?$"}
 EMAIL = {"type": "string", "pattern": r"^[^@\s]+@[^@\s]+\.[^@\s]+$", "maxLength": 254}
 
 
-class SimulatedIntegrationTool(Tool):
+class SimulatedIntegrationTool(Tool, ABC):
     """A tool with a sandbox simulator and a live endpoint at `connection.config["base_url"]`."""
 
     subject_input: ClassVar[str]
     transient_failure: ClassVar[tuple[str, dict]]
     permanent_failure: ClassVar[tuple[str, dict]]
 
-    def path(self, inputs: dict) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def path(self, inputs: dict) -> str: ...
 
-    def simulate(self, inputs: dict, context: ToolContext, request: str) -> dict:
-        raise NotImplementedError
+    @abstractmethod
+    def simulate(self, inputs: dict, context: ToolContext, request: str) -> dict: ...
 
     def call(self, inputs: dict, context: ToolContext) -> ToolResult:
         check_inputs(self.input_schema, inputs)

@@ -26,6 +26,7 @@ In sandbox without a connection a deterministic simulator answers with Stripe-sh
 """
 
 import json
+from abc import ABC, abstractmethod
 from functools import cache
 from typing import Any
 
@@ -82,21 +83,21 @@ RATE_LIMITED = (
 )
 
 
-class StripeTool(Tool):
+class StripeTool(Tool, ABC):
     integration = "stripe"
     method = "POST"
 
-    def path(self, inputs: dict) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def path(self, inputs: dict) -> str: ...
 
     def params(self, inputs: dict) -> dict:
         return dict(inputs)
 
-    def send(self, client: stripe.StripeClient, params: dict, options: dict) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def send(self, client: stripe.StripeClient, params: dict, options: dict) -> Any: ...
 
-    def simulate(self, params: dict, context: ToolContext, request: str) -> dict:
-        raise NotImplementedError
+    @abstractmethod
+    def simulate(self, params: dict, context: ToolContext, request: str) -> dict: ...
 
     def call(self, inputs: dict, context: ToolContext) -> ToolResult:
         check_inputs(self.input_schema, inputs)
