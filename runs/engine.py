@@ -63,6 +63,11 @@ class RunState:
     """The committed step log of a run, as the engine needs it."""
 
     steps: list[Step] = field(default_factory=list)
+    definition: dict = field(default_factory=dict)
+    # The environment's integration connections, read once per drive.
+    connections: dict = field(default_factory=dict)
+    # A step moved the lease forward in memory; saved once when the transaction ends.
+    lease_dirty: bool = False
 
     @property
     def next_sequence(self) -> int:
@@ -125,28 +130,24 @@ def drive(run_id: int) -> None:
 
 
 def _drive(run_id: int) -> None:
-    run = Run.objects.select_related("version", "procedure").filter(pk=run_id).first()
-    if run is None:
-        logger.warning("run %s does not exist; dropping its message", run_id)
-        return
-    definition = run.version.definition
-    state = RunState(steps=list(Step.objects.filter(run_id=run_id).order_by("sequence")))
+    run: Run | None = None
+    state: RunState | None = None
     outcome: ToolOutcome | None = None
 
     while True:
-        tool_call = None
         with transaction.atomic():
-            run = lifecycle.lock(run)
-            if outcome is not None:
-                _record_tool_outcome(run, state, outcome, definition)
-                outcome = None
-                if run.status == RunStatus.FAILED:
-                    return
-            if run.status not in (RunStatus.PENDING, RunStatus.RUNNING):
-                return  # finished, cancelled, or waiting for a reviewer
-            if run.status == RunStatus.PENDING:
-                run = lifecycle.transition(run, RunStatus.RUNNING, actor=ENGINE_ACTOR)
-            tool_call = _advance_pure_nodes(run, state, definition)
+            run = _lock(run_id, run)
+            if run is None:
+                logger.warning("run %s does not exist; dropping its message", run_id)
+                return
+            if state is None:
+                state = _load_state(run)
+            tool_call = _advance(run, state, outcome)
+            outcome = None
+            if state.lease_dirty and run.status == RunStatus.RUNNING:
+                # Once per transaction, not per step: only the last value is ever visible.
+                run.save(update_fields=["lease_expires_at"])
+            state.lease_dirty = False
         if tool_call is None:
             return
         node_id, wait_seconds = tool_call
@@ -157,7 +158,44 @@ def _drive(run_id: int) -> None:
             with transaction.atomic():
                 enqueue_execution(run, delay_ms=int(wait_seconds * 1000))
             return
-        outcome = _call_tool(run, state, definition, node_id)
+        outcome = _call_tool(run, state, node_id)
+
+
+def _lock(run_id: int, previous: Run | None) -> Run | None:
+    """The run, current and locked for this transaction (only its row: never the procedure's,
+    which every run of the procedure shares). The version is read once per drive: versions
+    are immutable."""
+    runs = Run.objects.select_for_update(of=("self",))
+    if previous is None:
+        return runs.select_related("version", "procedure").filter(pk=run_id).first()
+    run = runs.get(pk=run_id)
+    run.version, run.procedure = previous.version, previous.procedure
+    return run
+
+
+def _load_state(run: Run) -> RunState:
+    return RunState(
+        steps=list(Step.objects.filter(run_id=run.pk).order_by("sequence")),
+        definition=run.version.definition,
+        connections={
+            connection.integration: connection
+            for connection in Connection.objects.filter(environment=run.environment)
+        },
+    )
+
+
+def _advance(run: Run, state: RunState, outcome: ToolOutcome | None):
+    """One transaction's work: record the tool call just made, then run the pure nodes up to
+    the next tool call. Returns (tool node, wait) or None when the run stops here."""
+    if outcome is not None:
+        _record_tool_outcome(run, state, outcome, state.definition)
+        if run.status == RunStatus.FAILED:
+            return None
+    if run.status not in (RunStatus.PENDING, RunStatus.RUNNING):
+        return None  # finished, cancelled, or waiting for a reviewer
+    if run.status == RunStatus.PENDING:
+        lifecycle.transition(run, RunStatus.RUNNING, actor=ENGINE_ACTOR, locked=True)
+    return _advance_pure_nodes(run, state, state.definition)
 
 
 def _advance_pure_nodes(run: Run, state: RunState, definition: dict):
@@ -212,7 +250,9 @@ def _advance_pure_nodes(run: Run, state: RunState, definition: dict):
                 _fail_expression(run, state, node_id, kind, exc)
                 return None
             _record_step(run, state, node_id, kind, input=node.get("value"), output=value)
-            lifecycle.transition(run, RunStatus.COMPLETED, actor=ENGINE_ACTOR, output=value)
+            lifecycle.transition(
+                run, RunStatus.COMPLETED, actor=ENGINE_ACTOR, output=value, locked=True
+            )
             return None
         if kind == "fail":
             reason = node.get("reason") or f"The procedure ended at fail node '{node_id}'."
@@ -230,6 +270,7 @@ def _advance_pure_nodes(run: Run, state: RunState, definition: dict):
             lifecycle.transition(
                 run,
                 RunStatus.FAILED,
+                locked=True,
                 actor=ENGINE_ACTOR,
                 reason=reason,
                 failure_kind=FailureKind.PERMANENT,
@@ -243,8 +284,8 @@ def _advance_pure_nodes(run: Run, state: RunState, definition: dict):
         return None
 
 
-def _call_tool(run: Run, state: RunState, definition: dict, node_id: str) -> ToolOutcome:
-    node = definition["nodes"][node_id]
+def _call_tool(run: Run, state: RunState, node_id: str) -> ToolOutcome:
+    node = state.definition["nodes"][node_id]
     attempt = len(state.failed_attempts_at_end(node_id)) + 1
     sequence = state.next_sequence
     key = idempotency_key(run, node_id, sequence, attempt)
@@ -263,9 +304,7 @@ def _call_tool(run: Run, state: RunState, definition: dict, node_id: str) -> Too
         outcome.input = resolve(node.get("input", {}), state.context(run))
         if tool is None:
             raise ToolError(f"Tool '{node['tool']}' is not installed.")
-        connection = Connection.objects.filter(
-            integration=tool.integration, environment=run.environment
-        ).first()
+        connection = state.connections.get(tool.integration)
         context = ToolContext(
             run_public_id=run.public_id,
             node_id=node_id,
@@ -335,6 +374,7 @@ def _record_tool_outcome(run: Run, state: RunState, outcome: ToolOutcome, defini
     lifecycle.transition(
         run,
         RunStatus.FAILED,
+        locked=True,
         actor=ENGINE_ACTOR,
         reason=reason,
         failure_kind=error.kind,
@@ -395,7 +435,7 @@ def _record_step(
     state.steps.append(step)
     if run.status == RunStatus.RUNNING:
         run.lease_expires_at = now + timedelta(seconds=settings.RUN_LEASE_SECONDS)
-        run.save(update_fields=["lease_expires_at"])
+        state.lease_dirty = True
     return step
 
 
@@ -415,6 +455,7 @@ def _fail_expression(run, state, node_id, node_type, exc: ExpressionError) -> No
     lifecycle.transition(
         run,
         RunStatus.FAILED,
+        locked=True,
         actor=ENGINE_ACTOR,
         reason=reason,
         failure_kind=FailureKind.PERMANENT,
@@ -426,6 +467,7 @@ def _fail(run, state, step, kind, reason) -> None:
     lifecycle.transition(
         run,
         RunStatus.FAILED,
+        locked=True,
         actor=ENGINE_ACTOR,
         reason=reason,
         failure_kind=kind,
@@ -465,4 +507,4 @@ def _request_review(run: Run, state: RunState, node_id: str, node: dict, context
             "sha256": review_request_digest(request),
         },
     )
-    lifecycle.transition(run, RunStatus.AWAITING_REVIEW, actor=ENGINE_ACTOR)
+    lifecycle.transition(run, RunStatus.AWAITING_REVIEW, actor=ENGINE_ACTOR, locked=True)

@@ -1,6 +1,8 @@
 """Appending to a run's hash-chained event log. The only code that creates RunEvents."""
 
-from django.db import transaction
+from contextlib import nullcontext
+
+from django.db import connection, transaction
 from django.utils import timezone
 
 from runs.integrity import GENESIS_HASH, event_hash
@@ -14,15 +16,8 @@ def append_event(run: Run, type: str, *, actor: str = "", data: dict | None = No
     UPDATE, which the terminal-run trigger (an UPDATE trigger) does not refuse.
     """
     data = data or {}
-    with transaction.atomic():
-        list(Run.objects.select_for_update().filter(pk=run.pk).values_list("pk", flat=True))
-        last = (
-            RunEvent.objects.filter(run_id=run.pk)
-            .order_by("-sequence")
-            .values_list("sequence", "hash")
-            .first()
-        )
-        sequence, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+    with in_transaction():
+        sequence, prev_hash = _lock_chain_head(run.pk)
         created_at = timezone.now()
         return RunEvent.objects.create(
             run_id=run.pk,
@@ -42,3 +37,30 @@ def append_event(run: Run, type: str, *, actor: str = "", data: dict | None = No
                 created_at=created_at,
             ),
         )
+
+
+def in_transaction():
+    """A transaction, or the caller's one when there is one already.
+
+    Joining the caller's transaction instead of opening a savepoint saves two round trips per
+    event (the engine appends one per step); any error still rolls the caller's work back.
+    """
+    return nullcontext() if connection.in_atomic_block else transaction.atomic()
+
+
+def _lock_chain_head(run_pk: int) -> tuple[int, str]:
+    """Lock the run's row and read its chain's next sequence and previous hash: one query."""
+    events = RunEvent._meta.db_table
+    last = f"(SELECT {{}} FROM {events} WHERE run_id = %s ORDER BY sequence DESC LIMIT 1)"
+    sql = (
+        f"SELECT {last.format('sequence')}, {last.format('hash')} "
+        f"FROM {Run._meta.db_table} WHERE id = %s"
+    )
+    if connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [run_pk, run_pk, run_pk])
+        row = cursor.fetchone()
+    if row is None or row[0] is None:
+        return 1, GENESIS_HASH
+    return row[0] + 1, row[1]

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from runs.errors import IllegalTransition
-from runs.events import append_event
+from runs.events import append_event, in_transaction
 from runs.integrity import digest
 from runs.models import TERMINAL_STATUSES, FailureKind, Run, RunStatus, Step
 
@@ -38,8 +38,16 @@ def is_allowed(from_status: str, to_status: str) -> bool:
 
 
 def lock(run: Run) -> Run:
-    """Reload the run under a row lock; must be called inside a transaction."""
-    return Run.objects.select_for_update().select_related("procedure", "version").get(pk=run.pk)
+    """Reload the run under a row lock; must be called inside a transaction.
+
+    Only the run's row is locked: a plain FOR UPDATE would lock the joined procedure and
+    version rows too, and serialise every run of a procedure on them.
+    """
+    return (
+        Run.objects.select_for_update(of=("self",))
+        .select_related("procedure", "version")
+        .get(pk=run.pk)
+    )
 
 
 def transition(
@@ -52,14 +60,17 @@ def transition(
     failed_step: Step | None = None,
     output=None,
     lease_seconds: float | None = None,
+    locked: bool = False,
 ) -> Run:
     """Move `run` to `to_status`, or raise IllegalTransition. Returns the updated, locked run.
 
     Locks the row, checks the table, saves the status with its timestamps and writes the
-    `run.status_changed` event, all in one transaction.
+    `run.status_changed` event, all in one transaction. `locked=True` says the caller already
+    holds the row lock in its transaction and `run` is current (the engine), so the row is not
+    read again.
     """
-    with transaction.atomic():
-        current = lock(run)
+    with in_transaction():
+        current = run if locked else lock(run)
         if not is_allowed(current.status, to_status):
             raise IllegalTransition(
                 f"Run {current.public_id} cannot go from {current.status} to {to_status}.",
