@@ -11,8 +11,14 @@ from runs.models import Run, RunStatus, RunType
 
 
 class RunFilter(django_filters.FilterSet):
+    # Not DISTINCT (django-filter's default for multiple choices, against joins that repeat
+    # rows): status is the run's own column, and DISTINCT makes PostgreSQL sort every
+    # matching run before it can take a page, instead of reading one from an index.
     status = django_filters.MultipleChoiceFilter(
-        choices=RunStatus.choices, widget=forms.CheckboxSelectMultiple, label="Status"
+        choices=RunStatus.choices,
+        widget=forms.CheckboxSelectMultiple,
+        label="Status",
+        distinct=False,
     )
     procedure = django_filters.ModelChoiceFilter(
         queryset=Procedure.objects.order_by("name"),

@@ -68,8 +68,11 @@ def list_runs(params, *, cursor: str | None = None, page_size: int = DEFAULT_PAG
     queryset = run_filter.qs
     if cursor:
         created_at, pk = decode_cursor(cursor)
+        # The leading created_at <= bound lets PostgreSQL start the index scan at the cursor;
+        # the OR alone is only a filter, applied to every newer run on the way down.
         queryset = queryset.filter(
-            Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=pk)
+            Q(created_at__lte=created_at),
+            Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=pk),
         )
     rows = list(queryset.order_by("-created_at", "-id")[: page_size + 1])
     next_cursor = encode_cursor(rows[page_size - 1]) if len(rows) > page_size else None
