@@ -7,6 +7,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.db import transaction
 
 from runs import webhooks
 from runs.integrity import verify_run
@@ -181,7 +182,8 @@ def test_response_snippet_is_at_most_500_characters(simple_version, worker, rece
 def test_failed_run_delivery_carries_the_failure(simple_version, worker, receiver):
     server = receiver()
     endpoint(server.url, events=["run.failed"])
-    run = force_status(start(simple_version), "failed")
+    with transaction.atomic():  # the worker's message leaves only once the run has failed
+        run = force_status(start(simple_version), "failed")
     worker.drain()
     body = json.loads(server.requests[0]["body"])
     assert body["type"] == "run.failed"
@@ -197,8 +199,9 @@ def test_failed_run_delivery_carries_the_failure(simple_version, worker, receive
 def test_cancelled_run_is_delivered_as_run_cancelled(simple_version, worker, receiver):
     server = receiver()
     endpoint(server.url, events=["run.cancelled"])
-    run = start(simple_version)
-    cancel_run(run=run)
+    with transaction.atomic():  # cancelled before the worker can pick it up
+        run = start(simple_version)
+        cancel_run(run=run)
     worker.drain()
     assert [json.loads(r["body"])["type"] for r in server.requests] == ["run.cancelled"]
 
