@@ -1,0 +1,91 @@
+"""`make bench` (`python -m bench`): seed the bench database once, then measure.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/rapidfolio_bench \
+    REDIS_URL=redis://127.0.0.1:6379/0 make bench [EXPLAIN=1]
+
+Environment: BENCH_RUNS (1,000,000), BENCH_RESEED=1 (seed again), BENCH_THROUGHPUT_RUNS
+(2,000), BENCH_API_REQUESTS (2,000), BENCH_API_CLIENTS (50), BENCH_WORKER_THREADS (4),
+BENCH_SAMPLES (40 timed requests per page measurement), DRAMATIQ_NAMESPACE (rapidfolio-bench).
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="print EXPLAIN (ANALYZE, BUFFERS) of every Runs list query",
+    )
+    parser.add_argument(
+        "--output", default="bench-results/latest.json", help="where to write the JSON figures"
+    )
+    args = parser.parse_args(argv)
+
+    from bench import env
+
+    os.environ["BENCH_LOG_DIR"] = str(Path(args.output).parent / "logs")
+    try:
+        config = env.configure()
+        return run(config, explain=args.explain, output=args.output)
+    except env.SetupError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(config: dict, *, explain: bool, output: str) -> int:
+    from bench import database
+
+    url = config["database_url"]
+    name = database.database_name(url)
+    if database.ensure_database(url):
+        print(f"created database {name}")
+    marker = database.read_marker(url)
+    if marker is not None and (
+        config["reseed"] or marker.get("state") != "seeded" or marker.get("runs") != config["runs"]
+    ):
+        print(f"dropping and creating bench database {name} to seed {config['runs']:,} runs")
+        database.recreate_database(url)
+        marker = None
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from bench import report, seed
+
+    call_command("migrate", verbosity=0)
+    results: dict = {"database": name, "runs": config["runs"], "machine": report.machine(url)}
+    if marker is None:
+        print(f"seeding {config['runs']:,} runs into {name}")
+        database.write_marker(url, {"state": "seeding", "runs": config["runs"]})
+        marker = seed.seed(url, runs=config["runs"])
+        marker["state"] = "seeded"
+        database.write_marker(url, marker)
+        results["seed"] = {**marker, "reused": False}
+    else:
+        print(f"reusing {name}: {marker['runs']:,} runs seeded {marker['seeded_at']}")
+        results["seed"] = {**marker, "reused": True}
+
+    from bench import api_load, pages, throughput
+
+    started = time.perf_counter()
+    results["list"] = pages.measure_list(config, explain=explain)
+    results["detail"] = pages.measure_detail(config, marker["big_run"])
+    with api_load.server(config) as srv:
+        results["api"] = api_load.measure(config, srv)
+        results["throughput"] = throughput.measure(config, srv)
+    results["bench_seconds"] = round(time.perf_counter() - started, 1)
+    report.print_report(results)
+    report.write_json(results, output)
+    return 0 if report.plans_ok(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

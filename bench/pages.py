@@ -1,0 +1,261 @@
+"""Server time of the Runs list and the run page, through the real views and Django's test
+client (logged in as an operator), in this process against the bench database.
+
+The Runs list is measured for the filter combinations people use, and two deep pages: 20
+"Next" cursors followed from the top, and a cursor from the middle of the year. With
+--explain, each list query is also run under EXPLAIN (ANALYZE, BUFFERS), and checked to be
+served by an index: a Seq Scan on runs_run fails the check.
+"""
+
+import datetime
+import re
+import time
+from urllib.parse import urlencode
+
+from django.contrib.auth.models import User
+from django.db import connection, transaction
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+
+from bench import scenario
+from bench.report import summary
+from procedures.models import Procedure
+from runs import selectors
+from runs.models import Run
+
+LIST_TARGET_MS = 50
+DETAIL_TARGET_MS = 100
+WARMUP = 3
+FOLLOWED_CURSORS = 20
+SMALL_TABLE_RUNS = 100_000
+DETAIL_TABS = ("overview", "inputs", "step-log", "output", "events")
+
+
+def _client() -> Client:
+    # Not "testserver": the bench does not install the test environment (it would instrument
+    # template rendering and slow every page down).
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(User.objects.get(username=scenario.OPERATOR))
+    return client
+
+
+def _has_route(name: str, *args) -> bool:
+    try:
+        reverse(name, args=args)
+    except NoReverseMatch:
+        return False
+    try:
+        from runs import views  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _time(call, samples: int) -> list[float]:
+    for _ in range(WARMUP):
+        call()
+    timings = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        call()
+        timings.append((time.perf_counter() - started) * 1000)
+    return timings
+
+
+def list_cases() -> dict[str, dict]:
+    """Filter params (as the list page's query string has them) for each measured case."""
+    procedures = {p.name: p.public_id for p in Procedure.objects.all()}
+    today = timezone.localdate()
+    half_year = today - datetime.timedelta(days=182)
+    return {
+        "no filter": {},
+        "status": {"status": ["failed"]},
+        "two statuses": {"status": ["failed", "cancelled"]},
+        "status + procedure": {"status": ["failed"], "procedure": procedures["Pay invoice"]},
+        "environment + date range": {
+            "environment": "live",
+            "created_from": (half_year - datetime.timedelta(days=30)).isoformat(),
+            "created_to": half_year.isoformat(),
+        },
+        "all filters": {
+            "status": ["completed"],
+            "procedure": procedures["Credit line check"],
+            "environment": "sandbox",
+            "type": "trigger",
+            "created_from": (half_year - datetime.timedelta(days=90)).isoformat(),
+            "created_to": half_year.isoformat(),
+        },
+        "deep page: 20 cursors followed": {"cursor": _followed_cursor(FOLLOWED_CURSORS)},
+        "deep page: cursor mid-year": {"cursor": _mid_year_cursor()},
+    }
+
+
+def _followed_cursor(pages: int) -> str:
+    cursor = None
+    for _ in range(pages):
+        cursor = selectors.list_runs({}, cursor=cursor).next_cursor
+        if cursor is None:
+            break
+    return cursor or ""
+
+
+def _mid_year_cursor() -> str:
+    oldest = Run.objects.order_by("created_at", "id").only("created_at").first()
+    if oldest is None:
+        return ""
+    middle = oldest.created_at + (timezone.now() - oldest.created_at) / 2
+    run = (
+        Run.objects.filter(created_at__lte=middle)
+        .order_by("-created_at", "-id")
+        .only("created_at")
+        .first()
+    )
+    return selectors.encode_cursor(run) if run else ""
+
+
+def _query_string(params: dict) -> str:
+    return urlencode(params, doseq=True)
+
+
+def measure_list(config: dict, *, explain: bool) -> dict:
+    via_view = _has_route("runs:list")
+    client = _client() if via_view else None
+    samples = config["samples"]
+    small = Run.objects.count() < SMALL_TABLE_RUNS
+    figures, plans, queries = {}, {}, {}
+    for name, params in list_cases().items():
+        filters = {k: v for k, v in params.items() if k != "cursor"}
+        cursor = params.get("cursor") or None
+        if via_view:
+            url = reverse("runs:list") + "?" + _query_string(params)
+
+            def call(url=url):
+                response = client.get(url)
+                assert response.status_code == 200, (url, response.status_code)
+        else:
+
+            def call(filters=filters, cursor=cursor):
+                page = selectors.list_runs(filters, cursor=cursor)
+                assert not page.filter.form.errors, page.filter.form.errors
+
+        figures[name] = summary(_time(call, samples))
+        with CaptureQueriesContext(connection) as captured:
+            call()
+        queries[name] = len(captured.captured_queries)
+        if explain:
+            plans[name] = explain_list_query(filters, cursor, small=small)
+    result = {
+        "via": "view /runs/" if via_view else "selector list_runs",
+        "target_ms": LIST_TARGET_MS,
+        "queries": figures,
+        "queries_per_request": queries,
+    }
+    if explain:
+        result["plans"] = plans
+    return result
+
+
+def list_query_sql(filters: dict, cursor: str | None) -> str:
+    """The SQL list_runs sends for these filters, as executed (parameters inlined)."""
+    with CaptureQueriesContext(connection) as captured:
+        selectors.list_runs(filters, cursor=cursor)
+    for query in captured.captured_queries:
+        sql = query["sql"]
+        if 'FROM "runs_run"' in sql and "ORDER BY" in sql:
+            return sql
+    raise RuntimeError(f"list_runs sent no query on runs_run for {filters}")
+
+
+def explain_list_query(filters: dict, cursor: str | None, *, small: bool = False) -> dict:
+    """EXPLAIN (ANALYZE, BUFFERS) of the list query, checked for an index on runs_run.
+
+    On a small table (a test-sized seed) the planner rightly prefers reading a few pages in
+    sequence; there, sequential scans are switched off for the EXPLAIN, which still falls
+    back to a Seq Scan when no index can serve the query, so the check keeps its meaning.
+    """
+    sql = list_query_sql(filters, cursor)
+    with transaction.atomic(), connection.cursor() as cursor_:
+        if small:
+            cursor_.execute("SET LOCAL enable_seqscan = off")
+        cursor_.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
+        plan = "\n".join(row[0] for row in cursor_.fetchall())
+    seq_scan = re.search(r"Seq Scan on runs_run\b", plan) is not None
+    indexes = sorted(
+        set(re.findall(r"Index (?:Only )?Scan(?: Backward)? using (\w+) on runs_run", plan))
+    )
+    bitmap = sorted(set(re.findall(r"Bitmap Index Scan on (\w+)", plan)))
+    used = indexes + bitmap
+    ok = not seq_scan and bool(used)
+    verdict = (
+        f"index {', '.join(used)}" if ok else "Seq Scan on runs_run" if seq_scan else "no index"
+    )
+    print(f"\nEXPLAIN (ANALYZE, BUFFERS) — {filters or 'no filter'}{' + cursor' if cursor else ''}")
+    print(sql)
+    print(plan)
+    if small:
+        verdict += " (small table: enable_seqscan off)"
+    print(f"{'PASS' if ok else 'FAIL'}: {verdict}")
+    return {"ok": ok, "verdict": verdict, "sql": sql, "plan": plan}
+
+
+def measure_detail(config: dict, big_run_public_id: str) -> dict:
+    run = Run.objects.get(public_id=big_run_public_id)
+    size = f"{run.steps.count():,} steps, {run.events.count():,} events"
+    samples = max(config["samples"] // 2, 10)
+    via_view = _has_route("runs:detail", run.public_id)
+    figures, queries = {}, {}
+    if via_view:
+        client = _client()
+        for tab in DETAIL_TABS:
+            url = (
+                reverse("runs:detail", args=[run.public_id])
+                if tab == "overview"
+                else reverse("runs:tab", args=[run.public_id, tab])
+            )
+
+            def call(url=url):
+                response = client.get(url)
+                assert response.status_code == 200, (url, response.status_code)
+
+            figures[tab] = summary(_time(call, samples))
+            with CaptureQueriesContext(connection) as captured:
+                call()
+            queries[tab] = len(captured.captured_queries)
+    else:
+
+        def call():
+            found = selectors.run_detail(run.public_id)
+            list(selectors.run_steps(found))
+            list(selectors.run_events(found))
+
+        figures["run, steps and events"] = summary(_time(call, samples))
+    api_run = _measure_api_read(run, samples)
+    if api_run:
+        figures["API GET /v1/runs/{id}"] = api_run
+    return {
+        "via": "view /runs/<id>/" if via_view else "selectors",
+        "target_ms": DETAIL_TARGET_MS,
+        "size": size,
+        "run": run.public_id,
+        "pages": figures,
+        "queries_per_request": queries,
+    }
+
+
+def _measure_api_read(run: Run, samples: int) -> dict | None:
+    try:
+        url = reverse("api:get_run", args=[run.public_id])
+    except NoReverseMatch:
+        return None
+    from runs.api_keys import create_api_key
+
+    _, raw_key = create_api_key(name="bench reader", environment=run.environment)
+    client = Client(HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+
+    def call():
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.status_code)
+
+    return summary(_time(call, samples))

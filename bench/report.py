@@ -1,0 +1,137 @@
+"""Figures: percentiles, the printed table and bench-results/latest.json."""
+
+import datetime
+import json
+import os
+import platform
+import statistics
+from pathlib import Path
+
+from bench import database
+
+
+def summary(samples_ms: list[float]) -> dict:
+    """Median and p95 (nearest rank) of timings in milliseconds."""
+    ordered = sorted(samples_ms)
+    if not ordered:
+        return {"n": 0, "median_ms": None, "p95_ms": None, "max_ms": None}
+    rank = max(0, -(-95 * len(ordered) // 100) - 1)
+    return {
+        "n": len(ordered),
+        "median_ms": round(statistics.median(ordered), 2),
+        "p95_ms": round(ordered[rank], 2),
+        "max_ms": round(ordered[-1], 2),
+    }
+
+
+def machine(database_url: str) -> dict:
+    with database.connect(database_url) as conn:
+        server = conn.execute("SHOW server_version").fetchone()[0]
+        settings = dict(
+            conn.execute(
+                "SELECT name, current_setting(name) FROM pg_settings WHERE name IN "
+                "('shared_buffers', 'synchronous_commit', 'fsync', 'work_mem')"
+            ).fetchall()
+        )
+    memory_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_kb = int(line.split()[1])
+    except OSError:
+        pass
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "nproc": os.cpu_count(),
+        "memory_gb": round(memory_kb / 1024 / 1024, 1),
+        "postgresql": server,
+        "postgresql_settings": settings,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _row(name: str, figure: dict, target: float | None, size: str) -> str:
+    median, p95 = figure.get("median_ms"), figure.get("p95_ms")
+    verdict = ""
+    if target is not None and p95 is not None:
+        verdict = "PASS" if p95 <= target else "MISS"
+    return f"  {name:<44} {_ms(median):>9} {_ms(p95):>9} {_ms(target):>8}  {verdict:<5} {size}"
+
+
+def _ms(value) -> str:
+    return "—" if value is None else f"{value:,.1f}"
+
+
+def print_report(results: dict) -> None:
+    runs = results["runs"]
+    seed = results["seed"]
+    print()
+    print(f"Rapidfolio bench on {results['database']} — {runs:,} runs")
+    m = results["machine"]
+    print(
+        f"  machine: {m['nproc']} CPUs, {m['memory_gb']} GB, PostgreSQL {m['postgresql']}, "
+        f"Python {m['python']}"
+    )
+    rows = seed.get("rows", {})
+    print(
+        f"  seed: {seed['seconds']['total']:,.1f} s "
+        f"(COPY {seed['seconds']['copy']:,.1f} s, VACUUM ANALYZE "
+        f"{seed['seconds']['vacuum_analyze']:,.1f} s) for "
+        + ", ".join(f"{count:,} {table}" for table, count in rows.items())
+        + (" — reused" if seed.get("reused") else "")
+    )
+    print()
+    print(f"  {'measurement':<44} {'median':>9} {'p95':>9} {'target':>8}  {'':<5} data")
+    print(f"  {'-' * 44} {'-' * 9} {'-' * 9} {'-' * 8}")
+    listing = results["list"]
+    for name, figure in listing["queries"].items():
+        print(
+            _row(f"list {listing['via']}: {name}", figure, listing["target_ms"], f"{runs:,} runs")
+        )
+    detail = results["detail"]
+    for name, figure in detail["pages"].items():
+        print(_row(f"detail {detail['via']}: {name}", figure, detail["target_ms"], detail["size"]))
+    api = results["api"]
+    for name, figure in api["figures"].items():
+        print(_row(f"API {name}", figure, figure.get("target_ms"), figure.get("size", "")))
+    t = results["throughput"]
+    print()
+    print(
+        f"  engine throughput: {t['runs_per_second']:,.1f} runs/s "
+        f"({t['runs']:,} runs of {t['steps_per_run']} steps, {t['workers']}, "
+        f"{t['seconds']:,.1f} s first POST to last completion) — "
+        f"target ≥ {t['target_runs_per_second']}"
+        f" {'PASS' if t['runs_per_second'] >= t['target_runs_per_second'] else 'MISS'}"
+    )
+    print(
+        f"  commits per run: {t['write_commits_per_run']:.2f} writing transactions, "
+        f"{t['transactions_per_run']:.2f} transactions in all — target ≤ "
+        f"{t['target_commits_per_run']} "
+        f"{'PASS' if t['write_commits_per_run'] <= t['target_commits_per_run'] else 'MISS'}"
+    )
+    floor = t["commit_floor"]
+    print(
+        f"  commit floor: {floor['commits_per_second']:,.0f} commits/s ({floor['method']}) "
+        f"/ {t['write_commits_per_run']:.2f} = {t['commit_limit_runs_per_second']:,.0f} runs/s; "
+        f"the engine reaches {t['share_of_limit'] * 100:.1f}% of it"
+    )
+    plans = listing.get("plans")
+    if plans:
+        print()
+        print("  every Runs list query served by an index (no Seq Scan on runs_run):")
+        for name, plan in plans.items():
+            print(f"    {'PASS' if plan['ok'] else 'FAIL'}  {name}: {plan['verdict']}")
+    print()
+
+
+def plans_ok(results: dict) -> bool:
+    plans = results["list"].get("plans") or {}
+    return all(plan["ok"] for plan in plans.values())
+
+
+def write_json(results: dict, path: str) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"figures written to {target}")

@@ -1,0 +1,193 @@
+"""The people, keys, procedures and triggers the benchmark's runs belong to.
+
+The three procedures are the example definitions in tests/fixtures/procedures (a card payment
+with an approval above 5,000.00, a credit check, a supplier wire with a treasury approval). The
+throughput procedure is the engine's measuring stick: five working nodes and an output.
+"""
+
+from pathlib import Path
+
+from django.contrib.auth.models import Group, User
+from django.core.management import call_command
+
+from procedures.models import Procedure, ProcedureVersion, Trigger, TriggerKind
+from procedures.tools.support import number_from
+from rapidfolio.roles import OPERATORS, REVIEWERS, ensure_roles
+from runs.api_keys import create_api_key
+from runs.models import ApiKey
+
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "procedures"
+PROCEDURE_FILES = ("pay_invoice.yaml", "credit_check.yaml", "wire_transfer.yaml")
+OPERATOR = "bench-operator"
+REVIEWER = "bench-reviewer"
+PASSWORD = "bench-password-not-secret"
+THROUGHPUT_PROCEDURE = "Bench: checked card payment"
+# Runs of the throughput procedure pass the credit condition only for these scores, so the
+# benchmark picks customers that take the whole path (every run has the same six steps).
+THROUGHPUT_MIN_SCORE = 580
+
+THROUGHPUT_DEFINITION = {
+    "input_schema": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["customer_id", "email", "amount", "currency"],
+        "properties": {
+            "customer_id": {"type": "string", "minLength": 1, "maxLength": 100},
+            "email": {"type": "string", "minLength": 3, "maxLength": 254},
+            "amount": {"type": "integer", "minimum": 1, "maximum": 99_999_999},
+            "currency": {"type": "string", "enum": ["usd", "eur", "gbp"]},
+        },
+    },
+    "start": "validate",
+    "nodes": {
+        "validate": {
+            "type": "condition",
+            "expression": "inputs.amount >= 100 and inputs.amount <= 5000000",
+            "then": "credit",
+            "else": "invalid_amount",
+        },
+        "credit": {
+            "type": "tool",
+            "tool": "credit.check",
+            "input": {
+                "customer_id": "inputs.customer_id",
+                "requested_amount": "inputs.amount",
+                "currency": "upper(inputs.currency)",
+            },
+            "next": "creditworthy",
+        },
+        "creditworthy": {
+            "type": "condition",
+            "expression": f"steps.credit.output.score >= {THROUGHPUT_MIN_SCORE}",
+            "then": "charge",
+            "else": "declined",
+        },
+        "charge": {
+            "type": "tool",
+            "tool": "stripe.create_payment_intent",
+            "input": {
+                "amount": "inputs.amount",
+                "currency": "inputs.currency",
+                "customer": "inputs.customer_id",
+                "description": "'Bench order for ' + inputs.customer_id",
+            },
+            "next": "receipt",
+        },
+        "receipt": {
+            "type": "tool",
+            "tool": "notify.email",
+            "input": {
+                "to": "inputs.email",
+                "subject": "'Your payment'",
+                "body": "'We charged ' + str(inputs.amount) + ' ' + inputs.currency + '.'",
+            },
+            "next": "done",
+        },
+        "done": {
+            "type": "output",
+            "value": {
+                "payment_intent": "steps.charge.output.id",
+                "score": "steps.credit.output.score",
+                "receipt": "steps.receipt.output.id",
+            },
+        },
+        "invalid_amount": {"type": "fail", "reason": "The amount is out of range."},
+        "declined": {"type": "fail", "reason": "The customer's credit score is too low."},
+    },
+}
+
+
+def ensure_people() -> tuple[User, User]:
+    ensure_roles()
+    operator, _ = User.objects.get_or_create(username=OPERATOR)
+    operator.set_password(PASSWORD)
+    operator.save()
+    operator.groups.add(Group.objects.get(name=OPERATORS))
+    reviewer, _ = User.objects.get_or_create(username=REVIEWER)
+    reviewer.set_password(PASSWORD)
+    reviewer.save()
+    reviewer.groups.add(Group.objects.get(name=REVIEWERS))
+    # The example procedures restrict their reviews to these groups.
+    for name in ("Payment approvers", "Treasury"):
+        reviewer.groups.add(Group.objects.get_or_create(name=name)[0])
+    return operator, reviewer
+
+
+def ensure_procedures() -> list[ProcedureVersion]:
+    """The three example procedures' current versions, loaded once."""
+    versions = []
+    for filename in PROCEDURE_FILES:
+        call_command("load_procedure", str(FIXTURES / filename), verbosity=0, stdout=_Null())
+    for procedure in Procedure.objects.exclude(name=THROUGHPUT_PROCEDURE).order_by("pk"):
+        versions.append(procedure.current_version)
+    return versions
+
+
+def ensure_throughput_version() -> ProcedureVersion:
+    procedure, _ = Procedure.objects.get_or_create(
+        name=THROUGHPUT_PROCEDURE,
+        defaults={"description": "Validate, check credit, charge, e-mail a receipt."},
+    )
+    version = procedure.current_version
+    if version is None or version.definition != THROUGHPUT_DEFINITION:
+        version = ProcedureVersion.objects.create(
+            procedure=procedure,
+            number=(version.number + 1) if version else 1,
+            definition=THROUGHPUT_DEFINITION,
+        )
+    return version
+
+
+def ensure_seed_keys() -> dict[str, ApiKey]:
+    """One key per environment for the seeded API runs to name as their starter."""
+    keys = {}
+    for environment in ("sandbox", "live"):
+        name = f"bench seeded runs ({environment})"
+        key = ApiKey.objects.filter(name=name).first()
+        if key is None:
+            key, _ = create_api_key(name=name, environment=environment)
+        keys[environment] = key
+    return keys
+
+
+def ensure_triggers(versions: list[ProcedureVersion]) -> dict[tuple[int, str], Trigger]:
+    triggers = {}
+    for version in versions:
+        for environment in ("sandbox", "live"):
+            trigger, _ = Trigger.objects.get_or_create(
+                procedure_id=version.procedure_id,
+                environment=environment,
+                kind=TriggerKind.STRIPE,
+                name=f"{version.procedure.name} on invoice.finalized ({environment})",
+                defaults={"event_types": ["invoice.finalized"]},
+            )
+            triggers[(version.procedure_id, environment)] = trigger
+    return triggers
+
+
+def throughput_customer(index: int) -> str:
+    """The index-th customer id whose simulated credit score passes the procedure's check."""
+    candidate = index * 3
+    while True:
+        customer_id = f"cus_bench{candidate:07d}"
+        score = number_from("credit-score", customer_id, low=300, high=850)
+        if score >= THROUGHPUT_MIN_SCORE:
+            return customer_id
+        candidate += 1
+
+
+def throughput_inputs(index: int) -> dict:
+    return {
+        "customer_id": throughput_customer(index),
+        "email": f"buyer{index}@example.com",
+        "amount": 1_000 + (index * 7919) % 300_000,
+        "currency": ("usd", "eur", "gbp")[index % 3],
+    }
+
+
+class _Null:
+    def write(self, *args, **kwargs):
+        pass
+
+    def flush(self):
+        pass

@@ -1,0 +1,134 @@
+"""`make bench` works: run once at a tiny size, in a subprocess, on its own database.
+
+These prove the benchmark runs end to end (seed with COPY, list and run pages, the API under
+gunicorn, two Dramatiq workers, the commit floor); the figures themselves are in
+docs/benchmarks.md, not asserted here.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.conf import settings
+from psycopg import sql
+
+from tests.conftest import needs_postgres, needs_redis
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = {
+    "BENCH_RUNS": "300",
+    "BENCH_THROUGHPUT_RUNS": "20",
+    "BENCH_API_REQUESTS": "30",
+    "BENCH_API_CLIENTS": "5",
+    "BENCH_SAMPLES": "3",
+    "BENCH_WORKER_THREADS": "2",
+    "BENCH_FLOOR_SECONDS": "1",
+}
+
+
+def _bench_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(extra)
+    return env
+
+
+def _server_url(dbname: str) -> str:
+    db = settings.DATABASES["default"]
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{dbname}"
+
+
+def _drop(database_url: str, dbname: str) -> None:
+    info = psycopg.conninfo.conninfo_to_dict(database_url)
+    info["dbname"] = "postgres"
+    with psycopg.connect(**info, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+        )
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory):
+    dbname = f"rapidfolio_benchtest_{os.getpid()}"
+    database_url = _server_url(dbname)
+    output = tmp_path_factory.mktemp("bench") / "latest.json"
+    env = _bench_env(
+        DATABASE_URL=database_url,
+        REDIS_URL=settings.REDIS_URL,
+        DRAMATIQ_NAMESPACE=f"rf-benchtest-{os.getpid()}",
+        BENCH_RESEED="1",
+        **TINY,
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench", "--explain", "--output", str(output)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        figures = json.loads(output.read_text()) if output.exists() else None
+        yield done, figures
+    finally:
+        _drop(database_url, dbname)
+
+
+@needs_postgres
+@needs_redis
+def test_tiny_bench_exits_zero_and_prints_the_table(tiny_bench):
+    done, _ = tiny_bench
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "engine throughput:" in done.stdout
+    assert "commit floor:" in done.stdout
+
+
+@needs_postgres
+@needs_redis
+def test_tiny_bench_seeds_runs_with_steps_and_events(tiny_bench):
+    _, figures = tiny_bench
+    rows = figures["seed"]["rows"]
+    assert rows["runs_run"] == 300 + 1  # and the 1,000-step run for the run page
+    assert rows["runs_step"] >= 3 * 300
+    assert rows["runs_runevent"] >= 3 * 300
+
+
+@needs_postgres
+@needs_redis
+def test_tiny_bench_serves_every_list_query_from_an_index(tiny_bench):
+    _, figures = tiny_bench
+    plans = figures["list"]["plans"]
+    assert plans
+    assert all(plan["ok"] for plan in plans.values()), {n: p["verdict"] for n, p in plans.items()}
+
+
+@needs_postgres
+@needs_redis
+def test_tiny_bench_completes_every_throughput_run_and_counts_its_commits(tiny_bench):
+    _, figures = tiny_bench
+    throughput = figures["throughput"]
+    assert throughput["statuses"] == {"completed": 20}
+    assert throughput["steps_per_run"] == 6
+    assert throughput["runs_per_second"] > 0
+    assert throughput["write_commits_per_run"] >= 1
+    assert throughput["commit_floor"]["commits_per_second"] > 0
+
+
+def test_bench_refuses_to_run_without_postgres_and_redis():
+    done = subprocess.run(
+        [sys.executable, "-m", "bench"],
+        cwd=ROOT,
+        env=_bench_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "set DATABASE_URL and REDIS_URL" in done.stderr
