@@ -109,6 +109,65 @@ def run_detail(public_id: str) -> Run:
     ).get(public_id=public_id)
 
 
+LOG_PAGE_SIZE = 100
+
+
+@dataclass
+class LogPage:
+    """A window of a run's step log or timeline: rows `start` .. `start + size - 1` by
+    sequence, so a run with thousands of steps or events is read a hundred at a time."""
+
+    rows: list
+    start: int
+    total: int
+    size: int = LOG_PAGE_SIZE
+
+    @property
+    def end(self) -> int:
+        return self.rows[-1].sequence if self.rows else self.start - 1
+
+    @property
+    def previous_start(self) -> int | None:
+        return max(1, self.start - self.size) if self.start > 1 else None
+
+    @property
+    def next_start(self) -> int | None:
+        return self.start + self.size if self.start + self.size <= self.total else None
+
+
+def page_start(sequence: int, size: int = LOG_PAGE_SIZE) -> int:
+    """The first sequence of the page that shows row `sequence`."""
+    return ((max(sequence, 1) - 1) // size) * size + 1
+
+
+def _log_page(rows: QuerySet, start: int, size: int) -> LogPage:
+    # Sequences run 1..n without gaps (unique per run), so the last one is the count.
+    total = rows.order_by("-sequence").values_list("sequence", flat=True).first() or 0
+    # Past the end (an old link, a typed URL): show the last page rather than nothing.
+    start = page_start(min(start, max(total, 1)), size)
+    window = rows.filter(sequence__gte=start, sequence__lt=start + size).order_by("sequence")
+    return LogPage(rows=list(window), start=start, total=total, size=size)
+
+
+def run_step_page(run: Run, start: int = 1, size: int = LOG_PAGE_SIZE) -> LogPage:
+    return _log_page(Step.objects.filter(run=run), start, size)
+
+
+def run_event_page(run: Run, start: int = 1, size: int = LOG_PAGE_SIZE) -> LogPage:
+    return _log_page(RunEvent.objects.filter(run=run), start, size)
+
+
+def run_step_summary(run: Run) -> tuple[int, Step | None]:
+    """How many steps the run has and its last one, without loading the log."""
+    last = (
+        Step.objects.filter(run=run)
+        .order_by("-sequence")
+        .only("sequence", "node_id", "status", "run_id")
+        .first()
+    )
+    return (last.sequence if last else 0), last
+
+
 def run_steps(run: Run) -> QuerySet[Step]:
     return Step.objects.filter(run=run).order_by("sequence")
 

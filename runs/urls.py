@@ -9,6 +9,7 @@ urlpatterns = [
     path("<str:public_id>/", views.run_detail, name="detail"),
     path("<str:public_id>/cancel/", views.cancel, name="cancel"),
     path("<str:public_id>/retry/", views.retry, name="retry"),
+    path("<str:public_id>/integrity/", views.integrity, name="integrity"),
     # Each tab but the overview has its own URL, so any tab can be bookmarked or shared.
     re_path(
         r"^(?P<public_id>[^/]+)/(?P<tab>inputs|step-log|output|events)/$",

@@ -54,6 +54,21 @@ def run_detail(request, public_id, tab=DEFAULT_TAB):
 
 
 @login_required
+@require_GET
+def integrity(request, public_id):
+    """The hash-chain check of one run: the header's badge for HTMX, else the whole page.
+
+    It is its own request because it reads and hashes every step and event: a run with a
+    thousand steps must not make every tab wait for it.
+    """
+    run = _get_run(public_id)
+    if is_swap(request):
+        context = {"run": run, "verification": verify_run(run)}
+        return render_page(request, "runs/detail.html", context, partial="integrity")
+    return render_run_page(request, run, DEFAULT_TAB, verify=True)
+
+
+@login_required
 @require_POST
 def cancel(request, public_id):
     run = _get_run(public_id)
@@ -108,15 +123,25 @@ def requested_tab(request) -> str:
     return tab if tab in TABS else DEFAULT_TAB
 
 
-def render_run_page(request, run, tab, *, review_form=None, notice="", error="", status=200):
+def render_run_page(
+    request, run, tab, *, review_form=None, notice="", error="", status=200, verify=False
+):
     """The run page, or the part HTMX targets: the tab strip and panel, or the whole run."""
     partial = "run-tabs" if request.htmx and request.htmx.target == "run-tabs" else "run-page"
-    context = run_page_context(request, run, tab, review_form=review_form)
+    context = run_page_context(request, run, tab, review_form=review_form, verify=verify)
     context.update(notice=notice, error=error)
     return render_page(request, "runs/detail.html", context, partial=partial, status=status)
 
 
-def run_page_context(request, run: Run, tab: str, *, review_form=None) -> dict:
+def _page_start(request) -> int:
+    try:
+        return max(1, int(request.GET.get("start", 1)))
+    except ValueError:
+        return 1
+
+
+def run_page_context(request, run: Run, tab: str, *, review_form=None, verify=False) -> dict:
+    """What the run page shows; each tab reads only what it displays."""
     user = request.user
     review_requests = list(run.review_requests.select_related("decision__reviewer"))
     pending_review = next(
@@ -136,15 +161,21 @@ def run_page_context(request, run: Run, tab: str, *, review_form=None) -> dict:
         "tabs": [(key, label, tab_url(run, key)) for key, label in TABS.items()],
         "tab_url": tab_url(run, tab),
         "token": change_token(run),
-        "steps": list(selectors.run_steps(run)),
-        "events": list(selectors.run_events(run)),
+        "step_page": (
+            selectors.run_step_page(run, _page_start(request)) if tab == "step-log" else None
+        ),
+        "step_summary": selectors.run_step_summary(run) if tab == "overview" else None,
+        "event_page": (
+            selectors.run_event_page(run, _page_start(request)) if tab == "events" else None
+        ),
         "reviews_by_step": {r.step_sequence: r for r in review_requests},
         "review_requests": review_requests,
         "pending_review": pending_review,
         "review_refusal": review_refusal,
         "review_form": review_form,
         "retries": retries,
-        "verification": verify_run(run),
+        # Verified on request (see `integrity`), unless this page is that request.
+        "verification": verify_run(run) if verify else None,
         "can_cancel": not run.is_terminal and user.has_perm("runs.cancel_run"),
         "can_retry": (
             run.status == RunStatus.FAILED

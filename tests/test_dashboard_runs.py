@@ -292,7 +292,10 @@ def test_run_header_shows_status_procedure_environment_starter_and_integrity(
     assert 'Credit check</a> <span class="muted">version 1</span>' in page
     assert "env-sandbox" in page and ">Manual<" in page
     assert "user olivia" in page
-    assert '<span class="badge ok">Verified</span>' in page
+    integrity_url = reverse("runs:integrity", args=[completed_run.public_id])
+    assert f'hx-get="{integrity_url}" hx-trigger="load"' in page  # checked in its own request
+    badge = body(client.get(integrity_url, HTTP_HX_REQUEST="true"))
+    assert '<span class="badge ok">Verified</span>' in badge
 
 
 def test_run_header_shows_broken_integrity(client, operator, paused_run):
@@ -305,9 +308,12 @@ def test_run_header_shows_broken_integrity(client, operator, paused_run):
             [json.dumps({"customer_id": "someone-else"}), paused_run.pk],
         )
     client.force_login(operator)
-    page = body(client.get(detail_url(paused_run)))
-    assert '<span class="badge bad">Broken</span>' in page
-    assert "differ from what" in page
+    integrity_url = reverse("runs:integrity", args=[paused_run.public_id])
+    badge = body(client.get(integrity_url, HTTP_HX_REQUEST="true"))
+    assert '<span class="badge bad">Broken</span>' in badge
+    assert "differ from what" in badge
+    page = body(client.get(integrity_url))  # without JavaScript: the whole page, verified
+    assert '<span class="badge bad">Broken</span>' in page and 'id="run-status"' in page
 
 
 def test_run_page_has_the_five_tabs_each_with_its_own_url(client, operator, completed_run):
@@ -582,3 +588,63 @@ def test_forced_retry_of_permanent_failure_is_refused(client, operator, permanen
 def test_get_on_an_action_url_is_not_allowed(client, operator, transient_run):
     client.force_login(operator)
     assert client.get(reverse("runs:retry", args=[transient_run.public_id])).status_code == 405
+
+
+@pytest.fixture
+def long_run(db, monkeypatch):
+    """A run that loops until the engine's step limit stops it: 250 steps."""
+    monkeypatch.setattr(engine, "MAX_STEPS_PER_RUN", 250)
+    version = make_version(
+        {
+            "input_schema": {"type": "object"},
+            "start": "a",
+            "nodes": {
+                "a": {"type": "condition", "expression": "True", "then": "b", "else": "out"},
+                "b": {"type": "condition", "expression": "True", "then": "a", "else": "out"},
+                "out": {"type": "output", "value": None},
+            },
+        },
+        name="Loops",
+    )
+    run = start_run(version=version, environment="sandbox", type="api", inputs={})
+    engine.drive(run.pk)
+    return Run.objects.get(pk=run.pk)
+
+
+def test_step_log_of_a_long_run_is_read_a_hundred_steps_at_a_time(client, operator, long_run):
+    client.force_login(operator)
+    first = body(client.get(detail_url(long_run, "step-log")))
+    assert "Steps 1–100 of 250" in first
+    assert 'id="step-100"' in first and 'id="step-101"' not in first
+    later = f"{detail_url(long_run, 'step-log')}?start=101"
+    assert f'href="{later}"' in first
+    second = body(client.get(later))
+    assert "Steps 101–200 of 250" in second
+    assert 'id="step-101"' in second and 'id="step-1"' not in second
+    assert "← Earlier steps" in second
+
+
+def test_overview_links_the_last_step_to_the_page_that_shows_it(client, operator, long_run):
+    client.force_login(operator)
+    page = body(client.get(detail_url(long_run)))
+    assert "250 recorded" in page
+    assert f'href="{detail_url(long_run, "step-log")}?start=201#step-250"' in page
+
+
+def test_a_step_log_page_out_of_range_or_malformed_is_not_an_error(client, operator, long_run):
+    client.force_login(operator)
+    assert client.get(f"{detail_url(long_run, 'step-log')}?start=abc").status_code == 200
+    page = body(client.get(f"{detail_url(long_run, 'step-log')}?start=9999"))
+    assert "Steps 201–250 of 250" in page
+
+
+def test_events_of_a_long_run_are_read_a_hundred_at_a_time(client, operator, long_run):
+    client.force_login(operator)
+    total = long_run.events.count()
+    first = body(client.get(detail_url(long_run, "events")))
+    assert f"Events 1–100 of {total}" in first
+    assert first.count('class="event"') == 100
+    last_start = ((total - 1) // 100) * 100 + 1
+    last = body(client.get(f"{detail_url(long_run, 'events')}?start={last_start}"))
+    assert f"Events {last_start}–{total} of {total}" in last
+    assert "exceeded 250 steps" in last  # the final event: the step limit failed the run

@@ -94,3 +94,12 @@ def status_label(value: str) -> str:
         return RunStatus(value).label
     except ValueError:
         return value
+
+
+@register.filter
+def step_anchor(sequence) -> str:
+    """The query and fragment that open the step-log page showing step `sequence`."""
+    from runs.selectors import page_start
+
+    start = page_start(int(sequence))
+    return f"{'' if start == 1 else f'?start={start}'}#step-{sequence}"
