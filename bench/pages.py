@@ -208,15 +208,26 @@ def measure_detail(config: dict, big_run_public_id: str) -> dict:
     figures, queries = {}, {}
     if via_view:
         client = _client()
-        for tab in DETAIL_TABS:
-            url = (
+        pages = {
+            tab: (
                 reverse("runs:detail", args=[run.public_id])
                 if tab == "overview"
                 else reverse("runs:tab", args=[run.public_id, tab])
             )
+            for tab in DETAIL_TABS
+        }
+        # The log tabs show a hundred rows a page: measure the last page too, and the
+        # integrity badge, which the header loads in its own request.
+        pages["step-log (last page)"] = pages["step-log"] + "?start=901"
+        pages["events (last page)"] = pages["events"] + "?start=101"
+        if _has_route("runs:integrity", run.public_id):
+            pages["integrity check"] = reverse("runs:integrity", args=[run.public_id])
+        for tab, url in pages.items():
 
             def call(url=url):
-                response = client.get(url)
+                # The integrity badge is what the header's HTMX request fetches.
+                headers = {"HTTP_HX_REQUEST": "true"} if url.endswith("/integrity/") else {}
+                response = client.get(url, **headers)
                 assert response.status_code == 200, (url, response.status_code)
 
             figures[tab] = summary(_time(call, samples))
