@@ -95,18 +95,22 @@ def run_list_queryset() -> QuerySet[Run]:
     )
 
 
+# What a run's header shows besides the run itself: who started it, retries, the failed step.
+RUN_HEADER_RELATIONS = (
+    "procedure",
+    "version",
+    "started_by_user",
+    "started_by_api_key",
+    "started_by_trigger",
+    "trigger_event",
+    "retry_of",
+    "failed_step",
+)
+
+
 def run_detail(public_id: str) -> Run:
     """The run with what its header needs; raises Run.DoesNotExist."""
-    return Run.objects.select_related(
-        "procedure",
-        "version",
-        "started_by_user",
-        "started_by_api_key",
-        "started_by_trigger",
-        "trigger_event",
-        "retry_of",
-        "failed_step",
-    ).get(public_id=public_id)
+    return Run.objects.select_related(*RUN_HEADER_RELATIONS).get(public_id=public_id)
 
 
 LOG_PAGE_SIZE = 100
@@ -181,16 +185,7 @@ def run_with_everything(public_id: str) -> Run:
     from reviews.models import ReviewRequest
 
     return (
-        Run.objects.select_related(
-            "procedure",
-            "version",
-            "started_by_user",
-            "started_by_api_key",
-            "started_by_trigger",
-            "trigger_event",
-            "retry_of",
-            "failed_step",
-        )
+        Run.objects.select_related(*RUN_HEADER_RELATIONS)
         .prefetch_related(
             Prefetch("steps", queryset=Step.objects.order_by("sequence")),
             Prefetch("events", queryset=RunEvent.objects.order_by("sequence")),
