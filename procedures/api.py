@@ -4,7 +4,7 @@ from typing import Any
 
 from ninja import Body, Router, Status
 
-from procedures.models import Procedure
+from procedures.models import Procedure, current_version_by_public_id
 from rapidfolio.api_auth import (
     ApiError,
     idempotent,
@@ -77,9 +77,11 @@ def start_run(
     idempotency_key: str | None = IdempotencyKey,
 ):
     api_key = request.auth
-    procedure = _procedure(procedure_id)
+    version = current_version_by_public_id(procedure_id) if is_public_id(procedure_id) else None
+    if version is None:
+        # Rare: tell an unknown procedure (404) from one without a version yet (409).
+        _procedure(procedure_id)
     require_environment(api_key, environment)
-    version = procedure.current_version
     if version is None:
         raise ApiError(409, "no_version", f"Procedure {procedure_id!r} has no version yet.")
 

@@ -11,6 +11,7 @@ objects are kept, recursing into lists and objects. A literal string is written 
 
 import ast
 from decimal import Decimal
+from functools import lru_cache
 
 from simpleeval import EvalWithCompoundTypes, InvalidExpression
 
@@ -62,13 +63,24 @@ def parse_error(expression: str) -> str | None:
     return None
 
 
-def evaluate(expression: str, context: dict):
+@lru_cache(maxsize=4096)
+def _parsed(expression: str):
+    """(problem, syntax tree) of an expression string, parsed once per process: the engine
+    evaluates the same few expressions of immutable versions for every run."""
     problem = parse_error(expression)
+    return problem, None if problem else _Evaluator.parse(expression)
+
+
+def evaluate(expression: str, context: dict):
+    if isinstance(expression, str):
+        problem, tree = _parsed(expression)
+    else:
+        problem, tree = parse_error(expression), None
     if problem:
         raise ExpressionError(str(expression), problem)
     evaluator = _Evaluator(names=dict(context), functions=FUNCTIONS)
     try:
-        return evaluator.eval(expression.strip())
+        return evaluator.eval(expression.strip(), previously_parsed=tree)
     except KeyError as exc:
         raise ExpressionError(expression, f"no value named {exc.args[0]!r}") from exc
     except (

@@ -14,22 +14,27 @@ Crash safety rests on three rules:
   (Stripe, the bank) answers it without acting twice.
 
 Pure nodes (condition, output, fail) run inside the transaction that records the previous tool
-call, so a run costs few commits.
+call, so a run costs few commits. Each transaction also costs few statements: one locks the run
+and reads its event chain's head, and the steps, the events and the run's update are written
+together when the transaction's work is done (rapidfolio.rows: without the ORM's compilation,
+which profiling showed to be most of a run's CPU).
 """
 
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from procedures.expressions import ExpressionError, evaluate, resolve
-from procedures.models import Connection
+from procedures.models import Connection, ProcedureVersion
 from procedures.tools import ToolContext, ToolError, get_tool
+from rapidfolio import rows
 from runs import lifecycle
-from runs.events import append_event
+from runs.events import EventChain, append_event, chain_from_head, chain_head_sql
 from runs.integrity import review_request_digest, step_digest
 from runs.locks import run_execution_lock
 from runs.models import FailureKind, Run, RunStatus, Step, StepStatus
@@ -39,6 +44,11 @@ logger = logging.getLogger(__name__)
 ENGINE_ACTOR = "system:engine"
 MAX_STEPS_PER_RUN = 1000
 DEFAULT_RETRY = {"max_attempts": 3, "backoff_seconds": 2.0, "max_backoff_seconds": 60.0}
+# The lease moves forward only once it has aged this much. A run's transactions follow each
+# other within milliseconds, and moving the lease by a few milliseconds rewrote the run's row
+# (a non-HOT update: the lease is indexed) in every transaction, two of a run's four updates of
+# it; the reaper's deadline stays within this of "last progress + RUN_LEASE_SECONDS".
+LEASE_REFRESH = timedelta(seconds=1)
 
 
 @dataclass
@@ -66,8 +76,32 @@ class RunState:
     definition: dict = field(default_factory=dict)
     # The environment's integration connections, read once per drive.
     connections: dict = field(default_factory=dict)
-    # A step moved the lease forward in memory; saved once when the transaction ends.
+    # Per transaction: the run's event chain (read with the row lock), the steps recorded but
+    # not yet inserted, whether the run's row was written (by a transition), and whether a step
+    # moved the lease forward in memory, to be saved once when the transaction ends.
+    chain: EventChain | None = None
+    unsaved_steps: list[Step] = field(default_factory=list)
+    run_written: bool = False
     lease_dirty: bool = False
+
+    def begin(self, chain: EventChain) -> None:
+        self.chain = chain
+        self.unsaved_steps = []
+        self.run_written = False
+        self.lease_dirty = False
+
+    def save_steps(self) -> None:
+        """Insert the steps recorded so far in this transaction (they get their pks)."""
+        rows.insert(self.unsaved_steps, returning_pk=True)
+        self.unsaved_steps = []
+
+    def commit_work(self, run: Run) -> None:
+        """Write what this transaction recorded: steps, the lease, then the events."""
+        self.save_steps()
+        if self.lease_dirty and not self.run_written and run.status == RunStatus.RUNNING:
+            # Once per transaction, not per step: only the last value is ever visible.
+            rows.update(run, ["lease_expires_at"])
+        self.chain.flush()
 
     @property
     def next_sequence(self) -> int:
@@ -136,18 +170,17 @@ def _drive(run_id: int) -> None:
 
     while True:
         with transaction.atomic():
-            run = _lock(run_id, run)
-            if run is None:
+            locked = _lock(run_id, run)
+            if locked is None:
                 logger.warning("run %s does not exist; dropping its message", run_id)
                 return
+            run = locked.run
             if state is None:
-                state = _load_state(run)
+                state = _load_state(run, locked.has_connections)
+            state.begin(locked.chain)
             tool_call = _advance(run, state, outcome)
             outcome = None
-            if state.lease_dirty and run.status == RunStatus.RUNNING:
-                # Once per transaction, not per step: only the last value is ever visible.
-                run.save(update_fields=["lease_expires_at"])
-            state.lease_dirty = False
+            state.commit_work(run)
         if tool_call is None:
             return
         node_id, wait_seconds = tool_call
@@ -161,27 +194,94 @@ def _drive(run_id: int) -> None:
         outcome = _call_tool(run, state, node_id)
 
 
-def _lock(run_id: int, previous: Run | None) -> Run | None:
-    """The run, current and locked for this transaction (only its row: never the procedure's,
-    which every run of the procedure shares). The version is read once per drive: versions
-    are immutable."""
-    runs = Run.objects.select_for_update(of=("self",))
-    if previous is None:
-        return runs.select_related("version", "procedure").filter(pk=run_id).first()
-    run = runs.get(pk=run_id)
-    run.version, run.procedure = previous.version, previous.procedure
-    return run
-
-
-def _load_state(run: Run) -> RunState:
-    return RunState(
-        steps=list(Step.objects.filter(run_id=run.pk).order_by("sequence")),
-        definition=run.version.definition,
-        connections={
-            connection.integration: connection
-            for connection in Connection.objects.filter(environment=run.environment)
-        },
+def _lock_sql(columns: str) -> str:
+    sql = (
+        f"SELECT {columns}, {chain_head_sql(Run._meta.db_table + '.id')} "
+        f"FROM {Run._meta.db_table} WHERE id = %s"
     )
+    # FOR UPDATE locks only the run's row: never the version's or the procedure's, which every
+    # run of the procedure shares (the subqueries read without locking).
+    return sql + " FOR UPDATE" if connection.features.has_select_for_update else sql
+
+
+def _full_lock_sql() -> str:
+    runs, versions = Run._meta.db_table, ProcedureVersion._meta.db_table
+    version = f"(SELECT {{0}} FROM {versions} WHERE id = {runs}.version_id)"
+    # Whether the environment has any integration connection: mostly not (sandbox simulators),
+    # and then they need no query of their own.
+    has_connections = (
+        f"EXISTS (SELECT 1 FROM {Connection._meta.db_table} WHERE environment = {runs}.environment)"
+    )
+    return _lock_sql(
+        f"{rows.columns(Run, runs)}, {version.format('number')}, {version.format('definition')}, "
+        f"{has_connections}"
+    )
+
+
+class Locked(NamedTuple):
+    run: Run
+    chain: EventChain
+    # Read with the whole row only (None otherwise).
+    has_connections: bool | None = None
+
+
+def _lock(run_id: int, previous: Run | None) -> Locked | None:
+    """The run, current and locked for this transaction, with its event chain's head: one query.
+
+    The first transaction of a drive reads the whole row and the version (immutable) with it.
+    Within a drive only a cancellation can change the run meanwhile, so later transactions read
+    its status, and the whole row again only when the status moved.
+    """
+    with connection.cursor() as cursor:
+        if previous is not None:
+            cursor.execute(_lock_sql("status"), [run_id])
+            row = cursor.fetchone()
+            if row is not None and row[0] == previous.status:
+                return Locked(previous, chain_from_head(previous, row[1], row[2]))
+        cursor.execute(_full_lock_sql(), [run_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    run = rows.build(Run, row)
+    version_number, version_definition, has_connections, last_sequence, last_hash = row[-5:]
+    definition = ProcedureVersion._meta.get_field("definition")
+    run.version = ProcedureVersion.from_db(
+        connection.alias,
+        ["id", "procedure_id", "number", "definition"],
+        [
+            run.version_id,
+            run.procedure_id,
+            version_number,
+            definition.from_db_value(version_definition, None, connection),
+        ],
+    )
+    return Locked(run, chain_from_head(run, last_sequence, last_hash), bool(has_connections))
+
+
+def _load_state(run: Run, has_connections: bool) -> RunState:
+    # A pending run has no steps yet: its first step is recorded in the transaction that moves
+    # it to running.
+    steps = (
+        []
+        if run.status == RunStatus.PENDING
+        else list(Step.objects.filter(run_id=run.pk).order_by("sequence"))
+    )
+    connections = Connection.objects.filter(environment=run.environment) if has_connections else []
+    return RunState(
+        steps=steps,
+        definition=run.version.definition,
+        connections={connection.integration: connection for connection in connections},
+    )
+
+
+def _transition(run: Run, state: RunState, to_status: str, **kwargs) -> None:
+    """lifecycle.transition for the engine: it holds the lock, and the run may point at a step
+    recorded in this transaction, so the steps are inserted first."""
+    state.save_steps()
+    lifecycle.transition(
+        run, to_status, actor=ENGINE_ACTOR, locked=True, chain=state.chain, **kwargs
+    )
+    state.run_written = True
 
 
 def _advance(run: Run, state: RunState, outcome: ToolOutcome | None):
@@ -194,7 +294,7 @@ def _advance(run: Run, state: RunState, outcome: ToolOutcome | None):
     if run.status not in (RunStatus.PENDING, RunStatus.RUNNING):
         return None  # finished, cancelled, or waiting for a reviewer
     if run.status == RunStatus.PENDING:
-        lifecycle.transition(run, RunStatus.RUNNING, actor=ENGINE_ACTOR, locked=True)
+        _transition(run, state, RunStatus.RUNNING)
     return _advance_pure_nodes(run, state, state.definition)
 
 
@@ -250,9 +350,7 @@ def _advance_pure_nodes(run: Run, state: RunState, definition: dict):
                 _fail_expression(run, state, node_id, kind, exc)
                 return None
             _record_step(run, state, node_id, kind, input=node.get("value"), output=value)
-            lifecycle.transition(
-                run, RunStatus.COMPLETED, actor=ENGINE_ACTOR, output=value, locked=True
-            )
+            _transition(run, state, RunStatus.COMPLETED, output=value)
             return None
         if kind == "fail":
             reason = node.get("reason") or f"The procedure ended at fail node '{node_id}'."
@@ -267,11 +365,10 @@ def _advance_pure_nodes(run: Run, state: RunState, definition: dict):
                 error=reason,
                 error_kind=FailureKind.PERMANENT,
             )
-            lifecycle.transition(
+            _transition(
                 run,
+                state,
                 RunStatus.FAILED,
-                locked=True,
-                actor=ENGINE_ACTOR,
                 reason=reason,
                 failure_kind=FailureKind.PERMANENT,
                 failed_step=step,
@@ -362,7 +459,8 @@ def _record_tool_outcome(run: Run, state: RunState, outcome: ToolOutcome, defini
         run.lease_expires_at = timezone.now() + timedelta(
             seconds=delay + settings.RUN_LEASE_SECONDS
         )
-        run.save(update_fields=["lease_expires_at"])
+        rows.update(run, ["lease_expires_at"])
+        state.run_written = True
         return
     if error.kind == FailureKind.TRANSIENT:
         reason = (
@@ -371,14 +469,8 @@ def _record_tool_outcome(run: Run, state: RunState, outcome: ToolOutcome, defini
         )
     else:
         reason = f"Node '{outcome.node_id}' ({outcome.tool}) failed: {error.message}"
-    lifecycle.transition(
-        run,
-        RunStatus.FAILED,
-        locked=True,
-        actor=ENGINE_ACTOR,
-        reason=reason,
-        failure_kind=error.kind,
-        failed_step=step,
+    _transition(
+        run, state, RunStatus.FAILED, reason=reason, failure_kind=error.kind, failed_step=step
     )
 
 
@@ -402,7 +494,7 @@ def _record_step(
     finished_at=None,
 ) -> Step:
     now = timezone.now()
-    step = Step.objects.create(
+    step = Step(
         run_id=run.pk,
         sequence=state.next_sequence,
         node_id=node_id,
@@ -420,6 +512,7 @@ def _record_step(
         started_at=started_at or now,
         finished_at=finished_at or now,
     )
+    state.unsaved_steps.append(step)
     append_event(
         run,
         "step.recorded",
@@ -431,11 +524,15 @@ def _record_step(
             "attempt": attempt,
             "sha256": step_digest(step),
         },
+        chain=state.chain,
     )
     state.steps.append(step)
-    if run.status == RunStatus.RUNNING:
-        run.lease_expires_at = now + timedelta(seconds=settings.RUN_LEASE_SECONDS)
-        state.lease_dirty = True
+    if run.status == RunStatus.RUNNING and not state.run_written:
+        # A transition that wrote the row in this transaction set the lease already.
+        lease = now + timedelta(seconds=settings.RUN_LEASE_SECONDS)
+        if run.lease_expires_at is None or lease - run.lease_expires_at >= LEASE_REFRESH:
+            run.lease_expires_at = lease
+            state.lease_dirty = True
     return step
 
 
@@ -452,11 +549,10 @@ def _fail_expression(run, state, node_id, node_type, exc: ExpressionError) -> No
         error=reason,
         error_kind=FailureKind.PERMANENT,
     )
-    lifecycle.transition(
+    _transition(
         run,
+        state,
         RunStatus.FAILED,
-        locked=True,
-        actor=ENGINE_ACTOR,
         reason=reason,
         failure_kind=FailureKind.PERMANENT,
         failed_step=step,
@@ -464,15 +560,7 @@ def _fail_expression(run, state, node_id, node_type, exc: ExpressionError) -> No
 
 
 def _fail(run, state, step, kind, reason) -> None:
-    lifecycle.transition(
-        run,
-        RunStatus.FAILED,
-        locked=True,
-        actor=ENGINE_ACTOR,
-        reason=reason,
-        failure_kind=kind,
-        failed_step=step,
-    )
+    _transition(run, state, RunStatus.FAILED, reason=reason, failure_kind=kind, failed_step=step)
 
 
 def _request_review(run: Run, state: RunState, node_id: str, node: dict, context: dict) -> None:
@@ -506,5 +594,6 @@ def _request_review(run: Run, state: RunState, node_id: str, node: dict, context
             "node": node_id,
             "sha256": review_request_digest(request),
         },
+        chain=state.chain,
     )
-    lifecycle.transition(run, RunStatus.AWAITING_REVIEW, actor=ENGINE_ACTOR, locked=True)
+    _transition(run, state, RunStatus.AWAITING_REVIEW)

@@ -16,8 +16,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from rapidfolio import rows
 from runs.errors import IllegalTransition
-from runs.events import append_event, in_transaction
+from runs.events import EventChain, append_event, in_transaction
 from runs.integrity import digest
 from runs.models import TERMINAL_STATUSES, FailureKind, Run, RunStatus, Step
 
@@ -61,13 +62,15 @@ def transition(
     output=None,
     lease_seconds: float | None = None,
     locked: bool = False,
+    chain: EventChain | None = None,
 ) -> Run:
     """Move `run` to `to_status`, or raise IllegalTransition. Returns the updated, locked run.
 
     Locks the row, checks the table, saves the status with its timestamps and writes the
     `run.status_changed` event, all in one transaction. `locked=True` says the caller already
     holds the row lock in its transaction and `run` is current (the engine), so the row is not
-    read again.
+    read again; the engine also passes the run's `chain`, which it read with the lock, and the
+    event is inserted with the transaction's others.
     """
     with in_transaction():
         current = run if locked else lock(run)
@@ -113,12 +116,23 @@ def transition(
             )
         elif reason:
             data["reason"] = reason
-        current.save(update_fields=fields)
-        append_event(current, "run.status_changed", actor=actor, data=data)
+        if failed_step is not None and failed_step.pk is None:
+            raise ValueError("The failed step must be saved before the run points at it.")
+        # One UPDATE of exactly these columns, as save(update_fields=...) would write, without
+        # compiling it through the ORM on every transition (rapidfolio.rows).
+        rows.update(current, fields)
+        append_event(current, "run.status_changed", actor=actor, data=data, chain=chain)
         if to_status in TERMINAL_STATUSES or to_status == S.AWAITING_REVIEW:
             from runs.webhooks import enqueue_deliveries
 
-            transaction.on_commit(partial(enqueue_deliveries, run_id=current.pk, status=to_status))
+            transaction.on_commit(
+                partial(
+                    enqueue_deliveries,
+                    run_id=current.pk,
+                    status=to_status,
+                    environment=current.environment,
+                )
+            )
     _copy_state(current, run)
     return current
 

@@ -32,6 +32,7 @@ import time
 
 import httpx
 from django.conf import settings
+from django.db import connection
 from django.urls import reverse
 
 from rapidfolio import ids
@@ -129,10 +130,17 @@ def run_payload(run: Run, status: str) -> dict:
     return data
 
 
-def enqueue_deliveries(*, run_id: int, status: str) -> list[str]:
-    """Send one delivery message per subscribed endpoint; returns the delivery ids."""
+def enqueue_deliveries(*, run_id: int, status: str, environment: str | None = None) -> list[str]:
+    """Send one delivery message per subscribed endpoint; returns the delivery ids.
+
+    Called after every terminal or review transition, mostly where no endpoint is configured:
+    given the run's environment, one small query settles that before the run is read. It reads
+    the table itself each time (no cache), so an endpoint added a moment ago is never missed.
+    """
     event_type = EVENT_FOR_STATUS.get(status)
     if event_type is None:
+        return []
+    if environment is not None and not _any_enabled_endpoint(environment):
         return []
     run = Run.objects.select_related("procedure", "version", "failed_step").get(pk=run_id)
     endpoints = [
@@ -142,6 +150,8 @@ def enqueue_deliveries(*, run_id: int, status: str) -> list[str]:
         ).order_by("pk")
         if event_type in (endpoint.events or [])
     ]
+    if not endpoints:
+        return []
     run_data = run_payload(run, status)
     delivery_ids = []
     for endpoint in endpoints:
@@ -159,6 +169,18 @@ def enqueue_deliveries(*, run_id: int, status: str) -> list[str]:
         deliver_webhook.send(endpoint.pk, run.pk, delivery_id, str(event_type), body, 1)
         delivery_ids.append(delivery_id)
     return delivery_ids
+
+
+def _any_enabled_endpoint(environment: str) -> bool:
+    # Plain SQL: this runs once per finished run, and the ORM's compilation would cost more
+    # than the query.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {WebhookEndpoint._meta.db_table} "
+            "WHERE enabled AND environment = %s LIMIT 1",
+            [environment],
+        )
+        return cursor.fetchone() is not None
 
 
 # --- delivering ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ case-insensitively,
 import hashlib
 import json
 import time
+from functools import lru_cache
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -34,13 +35,20 @@ def dumps(value: Any) -> str:
 
 def check_inputs(schema: dict, inputs: Any) -> None:
     """Refuse inputs that do not match the tool's schema, before anything is sent."""
-    error = best_match(Draft202012Validator(schema).iter_errors(inputs))
+    error = best_match(_validator(json.dumps(schema)).iter_errors(inputs))
     if error is not None:
         where = ".".join(str(part) for part in error.absolute_path)
         prefix = f"input '{where}'" if where else "input"
         raise PermanentToolError(
             f"{prefix} is not valid: {error.message}", request=dumps({"inputs": inputs})
         )
+
+
+@lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Draft202012Validator:
+    # Built once per distinct schema, keyed by its JSON text (key order kept: it decides which
+    # error is found first): building a validator costs more than checking a small input.
+    return Draft202012Validator(json.loads(schema_json))
 
 
 def redact(text: str, *secrets: str) -> str:
