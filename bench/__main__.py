@@ -3,6 +3,9 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/rapidfolio_bench \
     REDIS_URL=redis://127.0.0.1:6379/0 make bench [EXPLAIN=1]
 
+`--only throughput,api` measures only the named parts (list, detail, api, throughput) against
+the same seeded database; the others are left out of the report.
+
 Environment: BENCH_RUNS (1,000,000), BENCH_RESEED=1 (seed again), BENCH_THROUGHPUT_RUNS
 (2,000), BENCH_API_REQUESTS (2,000), BENCH_API_CLIENTS (50), BENCH_WORKER_THREADS (4),
 BENCH_SAMPLES (40 timed requests per page measurement), DRAMATIQ_NAMESPACE (rapidfolio-bench).
@@ -13,6 +16,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+PARTS = ("list", "detail", "api", "throughput")
 
 
 def main(argv=None) -> int:
@@ -25,20 +30,29 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--output", default="bench-results/latest.json", help="where to write the JSON figures"
     )
+    parser.add_argument(
+        "--only",
+        default=",".join(PARTS),
+        help=f"comma-separated parts to measure, of {', '.join(PARTS)} (default: all)",
+    )
     args = parser.parse_args(argv)
+    only = [part.strip() for part in args.only.split(",") if part.strip()]
+    unknown = sorted(set(only) - set(PARTS))
+    if unknown or not only:
+        parser.error(f"--only takes parts of {', '.join(PARTS)}; not {', '.join(unknown)}")
 
     from bench import env
 
     os.environ["BENCH_LOG_DIR"] = str(Path(args.output).parent / "logs")
     try:
         config = env.configure()
-        return run(config, explain=args.explain, output=args.output)
+        return run(config, explain=args.explain, output=args.output, only=only)
     except env.SetupError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
 
 
-def run(config: dict, *, explain: bool, output: str) -> int:
+def run(config: dict, *, explain: bool, output: str, only=PARTS) -> int:
     from bench import database
 
     url = config["database_url"]
@@ -76,11 +90,16 @@ def run(config: dict, *, explain: bool, output: str) -> int:
     from bench import api_load, pages, throughput
 
     started = time.perf_counter()
-    results["list"] = pages.measure_list(config, explain=explain)
-    results["detail"] = pages.measure_detail(config, marker["big_run"])
-    with api_load.server(config) as srv:
-        results["api"] = api_load.measure(config, srv)
-        results["throughput"] = throughput.measure(config, srv)
+    if "list" in only:
+        results["list"] = pages.measure_list(config, explain=explain)
+    if "detail" in only:
+        results["detail"] = pages.measure_detail(config, marker["big_run"])
+    if "api" in only or "throughput" in only:
+        with api_load.server(config) as srv:
+            if "api" in only:
+                results["api"] = api_load.measure(config, srv)
+            if "throughput" in only:
+                results["throughput"] = throughput.measure(config, srv)
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
     report.print_report(results)
     report.write_json(results, output)

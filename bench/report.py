@@ -84,18 +84,30 @@ def print_report(results: dict) -> None:
     print()
     print(f"  {'measurement':<44} {'median':>9} {'p95':>9} {'target':>8}  {'':<5} data")
     print(f"  {'-' * 44} {'-' * 9} {'-' * 9} {'-' * 8}")
-    listing = results["list"]
+    listing = results.get("list") or {"queries": {}}
     for name, figure in listing["queries"].items():
         print(
             _row(f"list {listing['via']}: {name}", figure, listing["target_ms"], f"{runs:,} runs")
         )
-    detail = results["detail"]
+    detail = results.get("detail") or {"pages": {}}
     for name, figure in detail["pages"].items():
         print(_row(f"detail {detail['via']}: {name}", figure, detail["target_ms"], detail["size"]))
-    api = results["api"]
+    api = results.get("api") or {"figures": {}}
     for name, figure in api["figures"].items():
         print(_row(f"API {name}", figure, figure.get("target_ms"), figure.get("size", "")))
-    t = results["throughput"]
+    t = results.get("throughput")
+    if t is not None:
+        _print_throughput(t)
+    plans = listing.get("plans")
+    if plans:
+        print()
+        print("  every Runs list query served by an index (no Seq Scan on runs_run):")
+        for name, plan in plans.items():
+            print(f"    {'PASS' if plan['ok'] else 'FAIL'}  {name}: {plan['verdict']}")
+    print()
+
+
+def _print_throughput(t: dict) -> None:
     print()
     print(
         f"  engine throughput: {t['runs_per_second']:,.1f} runs/s "
@@ -116,17 +128,16 @@ def print_report(results: dict) -> None:
         f"/ {t['write_commits_per_run']:.2f} = {t['commit_limit_runs_per_second']:,.0f} runs/s; "
         f"the engine reaches {t['share_of_limit'] * 100:.1f}% of it"
     )
-    plans = listing.get("plans")
-    if plans:
-        print()
-        print("  every Runs list query served by an index (no Seq Scan on runs_run):")
-        for name, plan in plans.items():
-            print(f"    {'PASS' if plan['ok'] else 'FAIL'}  {name}: {plan['verdict']}")
-    print()
+    cpu = t.get("cpu_ms_per_run") or {}
+    if cpu:
+        print(
+            f"  CPU per run: {sum(cpu.values()):.1f} ms — "
+            + ", ".join(f"{group} {ms:.1f} ms" for group, ms in cpu.items())
+        )
 
 
 def plans_ok(results: dict) -> bool:
-    plans = results["list"].get("plans") or {}
+    plans = (results.get("list") or {}).get("plans") or {}
     return all(plan["ok"] for plan in plans.values())
 
 
