@@ -28,6 +28,7 @@ TARGET_RUNS_PER_SECOND = 150
 TARGET_COMMITS_PER_RUN = 8
 TIME_LIMIT_SECONDS = 600
 POSTING_CLIENTS = 8
+WARM_UP_RUNS = 100
 FLOOR_SECONDS = float(os.environ.get("BENCH_FLOOR_SECONDS", "5"))
 FLOOR_CLIENTS = 4
 TERMINAL = ("completed", "failed", "cancelled")
@@ -154,6 +155,7 @@ def measure(config: dict, srv: Server) -> dict:
     worker_label = f"2 × rundramatiq --processes 1 --threads {config['worker_threads']}"
     try:
         _wait_drained(url, version.pk, workers)
+        _warm_up(srv, url, version.pk, workers)
         with database.connect(url) as conn:
             first_id = conn.execute("SELECT coalesce(max(id), 0) FROM runs_run").fetchone()[0]
         time.sleep(2)  # idle backends publish their statistics within a second
@@ -204,6 +206,18 @@ def measure(config: dict, srv: Server) -> dict:
         if runs
         else {},
     }
+
+
+def _warm_up(srv, url, version_id: int, workers) -> None:
+    """A few runs through the API and the workers before the clock starts, so the figure is
+    the workers' steady state, not their start-up (Django, the integrations' SDKs, first
+    connections), whether or not the API phase ran before."""
+    client = Client(srv)
+    for number in range(WARM_UP_RUNS):
+        _, status = client.start_run(1_000_000 + number)
+        if status != 202:
+            raise RuntimeError(f"the API answered {status} while warming up")
+    _wait_drained(url, version_id, workers)
 
 
 def _post_and_wait(srv, url, version_id, first_id, count, workers) -> dict:

@@ -354,25 +354,7 @@ def _advance_pure_nodes(run: Run, state: RunState, definition: dict):
             return None
         if kind == "fail":
             reason = node.get("reason") or f"The procedure ended at fail node '{node_id}'."
-            step = _record_step(
-                run,
-                state,
-                node_id,
-                kind,
-                input=None,
-                output=None,
-                status=StepStatus.FAILED,
-                error=reason,
-                error_kind=FailureKind.PERMANENT,
-            )
-            _transition(
-                run,
-                state,
-                RunStatus.FAILED,
-                reason=reason,
-                failure_kind=FailureKind.PERMANENT,
-                failed_step=step,
-            )
+            _fail_at_node(run, state, node_id, kind, input=None, reason=reason)
             return None
         if kind == "human_review":
             _request_review(run, state, node_id, node, context)
@@ -469,9 +451,7 @@ def _record_tool_outcome(run: Run, state: RunState, outcome: ToolOutcome, defini
         )
     else:
         reason = f"Node '{outcome.node_id}' ({outcome.tool}) failed: {error.message}"
-    _transition(
-        run, state, RunStatus.FAILED, reason=reason, failure_kind=error.kind, failed_step=step
-    )
+    _fail(run, state, step, error.kind, reason)
 
 
 def _record_step(
@@ -538,28 +518,29 @@ def _record_step(
 
 def _fail_expression(run, state, node_id, node_type, exc: ExpressionError) -> None:
     reason = f"Expression `{exc.expression}` in node '{node_id}' failed: {exc.message}"
+    _fail_at_node(
+        run, state, node_id, node_type, input={"expression": exc.expression}, reason=reason
+    )
+
+
+def _fail_at_node(run, state, node_id, node_type, *, input, reason) -> None:
+    """Record the node as a failed step (a permanent failure) and fail the run at it."""
     step = _record_step(
         run,
         state,
         node_id,
         node_type,
-        input={"expression": exc.expression},
+        input=input,
         output=None,
         status=StepStatus.FAILED,
         error=reason,
         error_kind=FailureKind.PERMANENT,
     )
-    _transition(
-        run,
-        state,
-        RunStatus.FAILED,
-        reason=reason,
-        failure_kind=FailureKind.PERMANENT,
-        failed_step=step,
-    )
+    _fail(run, state, step, FailureKind.PERMANENT, reason)
 
 
 def _fail(run, state, step, kind, reason) -> None:
+    """Fail the run, naming the step it failed at (None when no step is to blame)."""
     _transition(run, state, RunStatus.FAILED, reason=reason, failure_kind=kind, failed_step=step)
 
 
