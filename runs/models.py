@@ -36,24 +36,49 @@ class Run(models.Model):
     `status` is assigned only by runs.lifecycle; terminal runs are frozen by database triggers.
     """
 
+    # Unique by a constraint in Meta, not unique=True, which on PostgreSQL also builds a
+    # pattern-matching (LIKE) index that nothing uses.
     public_id = models.CharField(
-        max_length=ids.PUBLIC_ID_MAX_LENGTH, unique=True, default=ids.run_id, editable=False
+        max_length=ids.PUBLIC_ID_MAX_LENGTH, default=ids.run_id, editable=False
     )
-    # The procedure is denormalised from the version so the Runs list filters on one index.
-    procedure = models.ForeignKey(Procedure, on_delete=models.PROTECT, related_name="runs")
-    version = models.ForeignKey(ProcedureVersion, on_delete=models.PROTECT, related_name="runs")
+    # The procedure is denormalised from the version so the Runs list filters on one index
+    # (run_procedure_created_idx, which also serves the foreign key). Nothing looks runs up by
+    # version (versions are never deleted), so that key has no index of its own.
+    procedure = models.ForeignKey(
+        Procedure, on_delete=models.PROTECT, related_name="runs", db_index=False
+    )
+    version = models.ForeignKey(
+        ProcedureVersion, on_delete=models.PROTECT, related_name="runs", db_index=False
+    )
     environment = models.CharField(max_length=10, choices=Environment.choices)
     type = models.CharField(max_length=10, choices=RunType.choices)
     status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.PENDING)
 
+    # The starters, the failed step and the original of a retry are mostly empty: their
+    # indexes are partial (Meta.indexes), holding only the runs that have one.
     started_by_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     started_by_api_key = models.ForeignKey(
-        "runs.ApiKey", null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+        "runs.ApiKey",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="runs",
+        db_index=False,
     )
     started_by_trigger = models.ForeignKey(
-        Trigger, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+        Trigger,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="runs",
+        db_index=False,
     )
     # One run per outside event: a redelivered webhook can never start a second run.
     trigger_event = models.OneToOneField(
@@ -65,10 +90,20 @@ class Run(models.Model):
     failure_reason = models.TextField(blank=True)
     failure_kind = models.CharField(max_length=10, choices=FailureKind.choices, blank=True)
     failed_step = models.ForeignKey(
-        "runs.Step", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "runs.Step",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     retry_of = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="retries"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="retries",
+        db_index=False,
     )
 
     created_at = models.DateTimeField(db_index=False)
@@ -84,6 +119,9 @@ class Run(models.Model):
             ("cancel_run", "Can cancel runs"),
             ("retry_run", "Can retry runs that failed transiently"),
         ]
+        # A run's row is written three times (created, started, finished), and every write
+        # changes an indexed column, so each write adds an entry to every index below: the
+        # engine's most expensive statements. Hence no index that nothing reads.
         indexes = [
             # Each index serves a Runs list query in runs/selectors.py (newest first, keyset).
             models.Index(fields=["-created_at", "-id"], name="run_created_idx"),
@@ -97,8 +135,23 @@ class Run(models.Model):
                 name="run_unfinished_lease_idx",
                 condition=Q(status__in=["pending", "running"]),
             ),
+            # The foreign keys' lookups (a run's retries; what PROTECT checks before a user,
+            # key, trigger or step could be deleted), over only the runs that have one.
+            *(
+                models.Index(
+                    fields=[name], name=f"run_{name}_idx", condition=Q(**{f"{name}__isnull": False})
+                )
+                for name in (
+                    "started_by_user",
+                    "started_by_api_key",
+                    "started_by_trigger",
+                    "failed_step",
+                    "retry_of",
+                )
+            ),
         ]
         constraints = [
+            models.UniqueConstraint(fields=["public_id"], name="run_public_id_unique"),
             models.CheckConstraint(
                 condition=Q(status__in=RunStatus.values), name="run_status_valid"
             ),
@@ -158,7 +211,9 @@ class StepStatus(models.TextChoices):
 class Step(models.Model):
     """One execution of one node. Finished steps are frozen by a database trigger."""
 
-    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="steps")
+    # Served by step_unique_sequence (run, sequence): a separate index would be written for
+    # every step and never read.
+    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="steps", db_index=False)
     sequence = models.PositiveIntegerField()
     node_id = models.CharField(max_length=100)
     node_type = models.CharField(max_length=20)
@@ -197,7 +252,8 @@ class Step(models.Model):
 class RunEvent(models.Model):
     """The run's timeline. Insert-only, hash-chained per run (see runs.integrity)."""
 
-    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="events")
+    # Served by runevent_unique_sequence (run, sequence), like Step.run.
+    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="events", db_index=False)
     sequence = models.PositiveIntegerField()
     type = models.CharField(max_length=50)
     actor = models.CharField(max_length=200, blank=True)
