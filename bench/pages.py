@@ -216,10 +216,10 @@ def measure_detail(config: dict, big_run_public_id: str) -> dict:
             )
             for tab in DETAIL_TABS
         }
-        # The log tabs show a hundred rows a page: measure the last page too, and the
-        # integrity badge, which the header loads in its own request.
-        pages["step-log (last page)"] = pages["step-log"] + "?start=901"
-        pages["events (last page)"] = pages["events"] + "?start=101"
+        # The log tabs are paged: measure the last page too (the view reads past the end as
+        # the last page), and the integrity badge, which the header loads in its own request.
+        pages["step-log (last page)"] = pages["step-log"] + "?start=1000"
+        pages["events (last page)"] = pages["events"] + "?start=200"
         if _has_route("runs:integrity", run.public_id):
             pages["integrity check"] = reverse("runs:integrity", args=[run.public_id])
         for tab, url in pages.items():

@@ -611,16 +611,16 @@ def long_run(db, monkeypatch):
     return Run.objects.get(pk=run.pk)
 
 
-def test_step_log_of_a_long_run_is_read_a_hundred_steps_at_a_time(client, operator, long_run):
+def test_step_log_of_a_long_run_is_read_fifty_steps_at_a_time(client, operator, long_run):
     client.force_login(operator)
     first = body(client.get(detail_url(long_run, "step-log")))
-    assert "Steps 1–100 of 250" in first
-    assert 'id="step-100"' in first and 'id="step-101"' not in first
-    later = f"{detail_url(long_run, 'step-log')}?start=101"
+    assert "Steps 1–50 of 250" in first
+    assert 'id="step-50"' in first and 'id="step-51"' not in first
+    later = f"{detail_url(long_run, 'step-log')}?start=51"
     assert f'href="{later}"' in first
     second = body(client.get(later))
-    assert "Steps 101–200 of 250" in second
-    assert 'id="step-101"' in second and 'id="step-1"' not in second
+    assert "Steps 51–100 of 250" in second
+    assert 'id="step-51"' in second and 'id="step-1"' not in second
     assert "← Earlier steps" in second
 
 

@@ -99,7 +99,7 @@ def status_label(value: str) -> str:
 @register.filter
 def step_anchor(sequence) -> str:
     """The query and fragment that open the step-log page showing step `sequence`."""
-    from runs.selectors import page_start
+    from runs.selectors import STEP_PAGE_SIZE, page_start
 
-    start = page_start(int(sequence))
+    start = page_start(int(sequence), STEP_PAGE_SIZE)
     return f"{'' if start == 1 else f'?start={start}'}#step-{sequence}"
