@@ -23,6 +23,7 @@ from bench.report import summary
 
 TARGET_MS = 25
 TIME_LIMIT_SECONDS = 60
+WARM_UP_REQUESTS = 200
 # Next to the figures (python -m bench --output), so two benchmarks never share their logs.
 LOG_DIR = Path(os.environ.get("BENCH_LOG_DIR", "bench-results/logs"))
 
@@ -206,6 +207,10 @@ def measure(config: dict, srv: Server) -> dict:
     figures = {}
     details = {}
     index = 10_000_000  # inputs distinct from the throughput phase's
+    # A fresh gunicorn's first requests build what later ones reuse (URL resolvers, the API's
+    # schemas, connections): send some before measuring, so the figures are the steady state.
+    drive_clients(srv, clients=clients, requests=WARM_UP_REQUESTS, rate=None, first_index=index)
+    index += WARM_UP_REQUESTS
     for mode, pace in (("paced", rate), ("saturated", None)):
         mark = _log_lines(srv.access_log)
         outcome = drive_clients(

@@ -12,6 +12,18 @@ from dramatiq.brokers.stub import StubBroker
 QUEUES = ("runs", "maintenance", "webhooks", "triggers")
 
 
+class LoadToolsAtBoot(dramatiq.Middleware):
+    """Import the integrations' SDKs (Stripe's alone is hundreds of modules) when a worker
+    boots, not inside its first run: about a second of CPU per worker process, which held up
+    the first runs after every deploy. Only workers pay it: the web process never calls a tool.
+    """
+
+    def after_worker_boot(self, broker, worker):
+        from procedures.tools import all_tools
+
+        all_tools()
+
+
 def is_embedded() -> bool:
     return isinstance(dramatiq.get_broker(), StubBroker)
 

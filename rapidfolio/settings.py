@@ -142,6 +142,7 @@ DRAMATIQ_MIDDLEWARE = [
     "dramatiq.middleware.Callbacks",
     "dramatiq.middleware.Retries",
     "django_dramatiq.middleware.DbConnectionsMiddleware",
+    "rapidfolio.broker.LoadToolsAtBoot",
 ]
 if REDIS_URL:
     DRAMATIQ_BROKER = {

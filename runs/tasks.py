@@ -2,13 +2,7 @@
 
 import dramatiq
 
-from procedures.tools import all_tools
 from runs import engine
-
-# Import the integrations' SDKs (Stripe's alone is hundreds of modules) when a worker starts,
-# not inside its first run: about a second of CPU per worker process that held up the first
-# runs of every burst after a deploy.
-all_tools()
 
 
 @dramatiq.actor(queue_name="runs", max_retries=5, min_backoff=1000, max_backoff=60000)
