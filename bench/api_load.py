@@ -186,6 +186,18 @@ def drive_clients(
     }
 
 
+def warm_up(server: Server, *, clients: int, requests: int, first_index: int) -> None:
+    """Unmeasured POSTs, flat out; every one must start a run."""
+    outcome = drive_clients(
+        server, clients=clients, requests=requests, rate=None, first_index=first_index
+    )
+    if outcome["statuses"] != {202: requests}:
+        raise RuntimeError(
+            f"warming up, the API answered {outcome['statuses']} "
+            f"({outcome['error_count']} errors: {outcome['errors']}); see {LOG_DIR}"
+        )
+
+
 def _server_times(access_log: Path, after_line: int) -> tuple[list[float], int]:
     lines = access_log.read_text().splitlines() if access_log.exists() else []
     times = []
@@ -209,7 +221,7 @@ def measure(config: dict, srv: Server) -> dict:
     index = 10_000_000  # inputs distinct from the throughput phase's
     # A fresh gunicorn's first requests build what later ones reuse (URL resolvers, the API's
     # schemas, connections): send some before measuring, so the figures are the steady state.
-    drive_clients(srv, clients=clients, requests=WARM_UP_REQUESTS, rate=None, first_index=index)
+    warm_up(srv, clients=clients, requests=WARM_UP_REQUESTS, first_index=index)
     index += WARM_UP_REQUESTS
     for mode, pace in (("paced", rate), ("saturated", None)):
         mark = _log_lines(srv.access_log)

@@ -22,7 +22,7 @@ import threading
 import time
 
 from bench import database, procs, scenario
-from bench.api_load import LOG_DIR, Client, Server
+from bench.api_load import LOG_DIR, Client, Server, warm_up
 
 TARGET_RUNS_PER_SECOND = 150
 TARGET_COMMITS_PER_RUN = 8
@@ -212,11 +212,7 @@ def _warm_up(srv, url, version_id: int, workers) -> None:
     """A few runs through the API and the workers before the clock starts, so the figure is
     the workers' steady state, not their start-up (Django, the integrations' SDKs, first
     connections), whether or not the API phase ran before."""
-    client = Client(srv)
-    for number in range(WARM_UP_RUNS):
-        _, status = client.start_run(1_000_000 + number)
-        if status != 202:
-            raise RuntimeError(f"the API answered {status} while warming up")
+    warm_up(srv, clients=POSTING_CLIENTS, requests=WARM_UP_RUNS, first_index=1_000_000)
     _wait_drained(url, version_id, workers)
 
 

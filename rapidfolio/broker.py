@@ -15,7 +15,8 @@ QUEUES = ("runs", "maintenance", "webhooks", "triggers")
 class LoadToolsAtBoot(dramatiq.Middleware):
     """Import the integrations' SDKs (Stripe's alone is hundreds of modules) when a worker
     boots, not inside its first run: about a second of CPU per worker process, which held up
-    the first runs after every deploy. Only workers pay it: the web process never calls a tool.
+    the first runs after every deploy. Only processes that run a worker pay it at start-up
+    (gunicorn imports the tools only if a request needs the registry, as before).
     """
 
     def after_worker_boot(self, broker, worker):
