@@ -25,7 +25,7 @@ from runs.api_schemas import (
     RunList,
     RunRef,
 )
-from runs.models import Run
+from runs.models import Run, duration_ms
 
 router = Router(tags=["runs"])
 
@@ -115,57 +115,71 @@ def _review(request) -> dict:
     }
 
 
-def run_record(run: Run) -> dict:
-    """The whole record of a run loaded by selectors.run_with_everything."""
+def run_record(record: selectors.RunRecord) -> dict:
+    """The whole record of a run read by selectors.run_with_everything, shaped as RunDetail."""
+    run = record.run
     return {
-        **run_ref(run),
+        **run_header(run),
+        "steps": [_step(step) for step in record.steps],
+        "reviews": [_review(request) for request in run.review_requests.all()],
+        "events": [_event(event) for event in record.events],
+        "retry_of": run.retry_of.public_id if run.retry_of_id else None,
+        "retries": [retry.public_id for retry in run.retries.all()],
+    }
+
+
+def run_header(run: Run) -> dict:
+    return {
+        "id": run.public_id,
+        "url": api_url(run),
+        "dashboard_url": dashboard_url(run),
         "procedure": {"id": run.procedure.public_id, "name": run.procedure.name},
         "version": run.version.number,
         "environment": run.environment,
         "type": run.type,
         "starter": _starter(run),
         "inputs": run.inputs,
+        "status": run.status,
         "created_at": run.created_at,
         "started_at": run.started_at,
         "finished_at": run.finished_at,
         "output": run.output,
         "failure": _failure(run),
-        "steps": [
-            {
-                "sequence": step.sequence,
-                "node_id": step.node_id,
-                "node_type": step.node_type,
-                "tool": step.tool,
-                "status": step.status,
-                "attempt": step.attempt,
-                "input": step.input,
-                "output": step.output,
-                "request": _parsed(step.request),
-                "response": _parsed(step.response),
-                "idempotency_key": step.idempotency_key,
-                "error": step.error,
-                "error_kind": step.error_kind,
-                "started_at": step.started_at,
-                "finished_at": step.finished_at,
-                "duration_ms": step.duration_ms,
-            }
-            for step in run.steps.all()
-        ],
-        "reviews": [_review(request) for request in run.review_requests.all()],
-        "events": [
-            {
-                "sequence": event.sequence,
-                "type": event.type,
-                "actor": event.actor,
-                "data": event.data,
-                "created_at": event.created_at,
-                "prev_hash": event.prev_hash,
-                "hash": event.hash,
-            }
-            for event in run.events.all()
-        ],
-        "retry_of": run.retry_of.public_id if run.retry_of_id else None,
-        "retries": [retry.public_id for retry in run.retries.all()],
+    }
+
+
+def _step(step) -> dict:
+    # Keys in StepOut's order (see get_run).
+    return {
+        "sequence": step.sequence,
+        "node_id": step.node_id,
+        "node_type": step.node_type,
+        "tool": step.tool,
+        "status": step.status,
+        "attempt": step.attempt,
+        "input": step.input,
+        "output": step.output,
+        "request": _parsed(step.request),
+        "response": _parsed(step.response),
+        "idempotency_key": step.idempotency_key,
+        "error": step.error,
+        "error_kind": step.error_kind,
+        "started_at": step.started_at,
+        "finished_at": step.finished_at,
+        "duration_ms": duration_ms(step.started_at, step.finished_at),
+    }
+
+
+def _event(event) -> dict:
+    # Keys in EventOut's order (see get_run).
+    return {
+        "sequence": event.sequence,
+        "type": event.type,
+        "actor": event.actor,
+        "data": event.data,
+        "created_at": event.created_at,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
     }
 
 
@@ -242,11 +256,22 @@ def get_run(request, run_id: str):
     if not is_public_id(run_id):
         raise not_found("run", run_id)
     try:
-        run = selectors.run_with_everything(run_id)
+        record = selectors.run_with_everything(run_id)
     except Run.DoesNotExist:
         raise not_found("run", run_id) from None
-    require_environment(request.auth, run.environment)
-    return run_record(run)
+    require_environment(request.auth, record.run.environment)
+    body = run_record(record)
+    # The schema is applied to everything but the step log and the timeline, which are built
+    # above exactly as StepOut and EventOut lay them out (flat, every field given, values as
+    # read from their typed columns): validating and dumping a thousand steps through pydantic
+    # took 15 ms of a 75 ms answer and changed nothing. tests/test_api.py checks the answer
+    # equals the fully validated one.
+    steps, events = body.pop("steps"), body.pop("events")
+    answer = RunDetail.model_validate({**body, "steps": [], "events": []}).model_dump()
+    answer["steps"], answer["events"] = steps, events
+    from rapidfolio.api import api  # the NinjaAPI this router is mounted on (imports us)
+
+    return api.create_response(request, answer, status=200)
 
 
 @router.post(

@@ -10,6 +10,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from runs.selectors import event_rows, step_rows
+
 GENESIS_HASH = "0" * 64
 
 
@@ -131,8 +133,8 @@ def verify_run(run) -> Verification:
     def broken(problem: str, checked: int) -> Verification:
         return Verification(run.public_id, False, problem, checked)
 
-    events = list(run.events.order_by("sequence"))
-    steps = {step.sequence: step for step in run.steps.all()}
+    events = event_rows(run)
+    steps = {step.sequence: step for step in step_rows(run)}
     requests = {r.public_id: r for r in run.review_requests.all()}
     decisions = {d.request.public_id: d for d in run.review_decisions.select_related("request")}
 

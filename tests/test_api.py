@@ -8,10 +8,13 @@ import pytest
 from django.utils import timezone
 
 from procedures.models import Procedure
+from rapidfolio.api import api as rapidfolio_api
 from reviews.models import ReviewRequest
 from reviews.services import approve
-from runs import lifecycle
+from runs import lifecycle, selectors
+from runs.api import run_record
 from runs.api_keys import create_api_key
+from runs.api_schemas import RunDetail
 from runs.models import FailureKind, Run, RunStatus, RunType, Step
 from runs.services import start_run
 from tests.conftest import SIMPLE_DEFINITION, make_version
@@ -339,6 +342,33 @@ def test_run_shows_review_request_and_decision_with_overrides(api, reviewer, wor
     assert review["decision"]["reviewer"] == "rita"
     assert review["decision"]["comment"] == "Partial"
     assert review["decision"]["overrides"] == [{"field": "amount", "before": 700, "after": 500}]
+
+
+def test_whole_record_is_exactly_the_schema_applied_to_all_of_it(
+    api, reviewer, worker, simple_version, sandbox_key
+):
+    """get_run validates the header through the schema and lays out steps and events itself
+    (see there): the answer must be byte for byte what validating everything gives."""
+    reviewed = start(make_version(REVIEW_DEFINITION, "Pay with review"), inputs={"amount": 700})
+    worker.drain()
+    approve(
+        request=ReviewRequest.objects.get(run=reviewed),
+        reviewer=reviewer,
+        overrides={"amount": 500},
+        comment="Partial",
+    )
+    worker.drain()
+    failed = force_status(start(simple_version), "failed")
+    pending = start(simple_version, api_key=sandbox_key[0])
+    api_renderer = rapidfolio_api.renderer
+    for run in (reviewed, failed, pending):
+        response = api.get(f"/v1/runs/{run.public_id}")
+        record = run_record(selectors.run_with_everything(run.public_id))
+        assert record["steps"] or run is not reviewed
+        validated = RunDetail.model_validate(record).model_dump()
+        assert response.content.decode() == api_renderer.render(
+            None, validated, response_status=200
+        )
 
 
 def test_run_shows_its_retry_and_the_retry_its_original(api, simple_version):
