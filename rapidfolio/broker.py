@@ -17,12 +17,20 @@ class LoadToolsAtBoot(dramatiq.Middleware):
     boots, not inside its first run: about a second of CPU per worker process, which held up
     the first runs after every deploy. Only processes that run a worker pay it at start-up
     (gunicorn imports the tools only if a request needs the registry, as before).
+
+    A worker process of its own (rundramatiq) then takes what it loaded out of the garbage
+    collector's full passes (rapidfolio.startup); the embedded worker shares the web process,
+    which does that itself.
     """
 
-    def after_worker_boot(self, broker, worker):
+    def before_worker_boot(self, broker, worker):
         from procedures.tools import all_tools
 
         all_tools()
+        if not isinstance(broker, StubBroker):
+            from rapidfolio.startup import freeze_loaded_objects
+
+            freeze_loaded_objects()
 
 
 def is_embedded() -> bool:

@@ -6,6 +6,7 @@ from django.core.servers.basehttp import WSGIServer, run
 from django.core.wsgi import get_wsgi_application
 
 from rapidfolio import broker, scheduler
+from rapidfolio.startup import freeze_loaded_objects
 
 
 class Command(BaseCommand):
@@ -19,6 +20,8 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
 
     def handle(self, *args, host, port, **options):
+        application = get_wsgi_application()
+        freeze_loaded_objects()
         if broker.is_embedded():
             broker.start_worker()
             scheduler.start_in_thread()
@@ -34,4 +37,4 @@ class Command(BaseCommand):
         sys.stdout.flush()
         WSGIServer.request_queue_size = 64
         with contextlib.suppress(KeyboardInterrupt):
-            run(host, port, get_wsgi_application(), threading=True, server_cls=WSGIServer)
+            run(host, port, application, threading=True, server_cls=WSGIServer)
