@@ -197,7 +197,7 @@ def explain_list_query(filters: dict, cursor: str | None, *, small: bool = False
         scans += re.findall(r"Bitmap Index Scan on (\w+)", plan)
         seq_scan = seq_scan or re.search(r"Seq Scan on runs_run\b", plan) is not None
         unindexed = unindexed or not scans  # every statement must read runs_run by an index
-        used += [name for name in scans if name not in used]
+        used += [name for name in dict.fromkeys(scans) if name not in used]
     ok = not seq_scan and not unindexed
     verdict = (
         f"index {', '.join(used)}" if ok else "Seq Scan on runs_run" if seq_scan else "no index"
@@ -233,8 +233,14 @@ def measure_detail(config: dict, big_run_public_id: str) -> dict:
         # the last page), and the integrity badge, which the header loads in its own request.
         pages["step-log (last page)"] = pages["step-log"] + "?start=1000"
         pages["events (last page)"] = pages["events"] + "?start=200"
+        sizes = {}
         if _has_route("runs:integrity", run.public_id):
-            pages["integrity check"] = reverse("runs:integrity", args=[run.public_id])
+            # On the intact long run: a check of the seeded big run stops at its first event.
+            intact = Run.objects.get(public_id=scenario.ensure_long_run())
+            pages["integrity check"] = reverse("runs:integrity", args=[intact.public_id])
+            sizes["integrity check"] = (
+                f"{intact.steps.count():,} steps, {intact.events.count():,} events, intact"
+            )
         for tab, url in pages.items():
 
             def call(url=url):
@@ -264,6 +270,7 @@ def measure_detail(config: dict, big_run_public_id: str) -> dict:
         "size": size,
         "run": run.public_id,
         "pages": figures,
+        "sizes": sizes if via_view else {},
         "queries_per_request": queries,
     }
 

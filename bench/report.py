@@ -91,7 +91,8 @@ def print_report(results: dict) -> None:
         )
     detail = results.get("detail") or {"pages": {}}
     for name, figure in detail["pages"].items():
-        print(_row(f"detail {detail['via']}: {name}", figure, detail["target_ms"], detail["size"]))
+        size = detail.get("sizes", {}).get(name, detail["size"])
+        print(_row(f"detail {detail['via']}: {name}", figure, detail["target_ms"], size))
     api = results.get("api") or {"figures": {}}
     for name, figure in api["figures"].items():
         print(_row(f"API {name}", figure, figure.get("target_ms"), figure.get("size", "")))

@@ -97,6 +97,37 @@ THROUGHPUT_DEFINITION = {
 }
 
 
+# The integrity check's worst case is an intact run of the most steps the engine allows: a
+# sweep that checks a customer's credit again and again until the engine stops it at its
+# 1,000-step limit (a failed run: 1,000 steps and 1,003 events, every one hashed and linked).
+# The seeded runs cannot serve: COPY gives their events random hashes, so a check of any of them
+# stops at its first event.
+LONG_RUN_PROCEDURE = "Bench: ledger sweep to the step limit"
+LONG_RUN_DEFINITION = {
+    "input_schema": {
+        "type": "object",
+        "required": ["customer_id"],
+        "properties": {"customer_id": {"type": "string", "minLength": 1}},
+    },
+    "start": "check",
+    "nodes": {
+        "check": {
+            "type": "tool",
+            "tool": "credit.check",
+            "input": {"customer_id": "inputs.customer_id", "requested_amount": 250000},
+            "next": "again",
+        },
+        "again": {
+            "type": "condition",
+            "expression": "steps.check.output.score >= 0",
+            "then": "check",
+            "else": "done",
+        },
+        "done": {"type": "output", "value": {"score": "steps.check.output.score"}},
+    },
+}
+
+
 def ensure_people() -> tuple[User, User]:
     ensure_roles()
     operator, _ = User.objects.get_or_create(username=OPERATOR)
@@ -136,6 +167,41 @@ def ensure_throughput_version() -> ProcedureVersion:
             definition=THROUGHPUT_DEFINITION,
         )
     return version
+
+
+def ensure_long_run() -> str:
+    """The public id of an intact run with the engine's maximum of steps, made once."""
+    from runs import engine
+    from runs.integrity import verify_run
+    from runs.models import Run, RunType
+    from runs.services import start_run
+
+    procedure, _ = Procedure.objects.get_or_create(
+        name=LONG_RUN_PROCEDURE,
+        defaults={"description": "Re-checks a customer's credit until the engine stops it."},
+    )
+    version = procedure.current_version
+    if version is None or version.definition != LONG_RUN_DEFINITION:
+        version = ProcedureVersion.objects.create(
+            procedure=procedure,
+            number=(version.number + 1) if version else 1,
+            definition=LONG_RUN_DEFINITION,
+        )
+    run = Run.objects.filter(version=version, status="failed").order_by("-pk").first()
+    if run is None:
+        run = start_run(
+            version=version,
+            environment="sandbox",
+            inputs={"customer_id": "cus_sweep0001"},
+            type=RunType.API,
+            api_key=ensure_seed_keys()["sandbox"],
+        )
+        engine.drive(run.pk)
+        run.refresh_from_db()
+    verification = verify_run(run)
+    if not verification.intact or run.steps.count() != engine.MAX_STEPS_PER_RUN:
+        raise RuntimeError(f"the long run is not an intact {engine.MAX_STEPS_PER_RUN}-step run")
+    return run.public_id
 
 
 def ensure_seed_keys() -> dict[str, ApiKey]:
