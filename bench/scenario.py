@@ -21,7 +21,8 @@ PROCEDURE_FILES = ("pay_invoice.yaml", "credit_check.yaml", "wire_transfer.yaml"
 OPERATOR = "bench-operator"
 REVIEWER = "bench-reviewer"
 PASSWORD = "bench-password-not-secret"
-THROUGHPUT_PROCEDURE = "Bench: checked card payment"
+BENCH_PREFIX = "Bench: "
+THROUGHPUT_PROCEDURE = BENCH_PREFIX + "checked card payment"
 # Runs of the throughput procedure pass the credit condition only for these scores, so the
 # benchmark picks customers that take the whole path (every run has the same six steps).
 THROUGHPUT_MIN_SCORE = 580
@@ -102,7 +103,7 @@ THROUGHPUT_DEFINITION = {
 # 1,000-step limit (a failed run: 1,000 steps and 1,003 events, every one hashed and linked).
 # The seeded runs cannot serve: COPY gives their events random hashes, so a check of any of them
 # stops at its first event.
-LONG_RUN_PROCEDURE = "Bench: ledger sweep to the step limit"
+LONG_RUN_PROCEDURE = BENCH_PREFIX + "ledger sweep to the step limit"
 LONG_RUN_DEFINITION = {
     "input_schema": {
         "type": "object",
@@ -149,24 +150,32 @@ def ensure_procedures() -> list[ProcedureVersion]:
     versions = []
     for filename in PROCEDURE_FILES:
         call_command("load_procedure", str(FIXTURES / filename), verbosity=0, stdout=_Null())
-    for procedure in Procedure.objects.exclude(name=THROUGHPUT_PROCEDURE).order_by("pk"):
+    # Not the benchmark's own procedures (named "Bench: …"), which may exist already.
+    for procedure in Procedure.objects.exclude(name__startswith=BENCH_PREFIX).order_by("pk"):
         versions.append(procedure.current_version)
     return versions
 
 
-def ensure_throughput_version() -> ProcedureVersion:
-    procedure, _ = Procedure.objects.get_or_create(
-        name=THROUGHPUT_PROCEDURE,
-        defaults={"description": "Validate, check credit, charge, e-mail a receipt."},
-    )
+def _ensure_version(name: str, description: str, definition: dict) -> ProcedureVersion:
+    """The procedure's current version with this definition, created (as a new version) if
+    the procedure or that definition is new."""
+    procedure, _ = Procedure.objects.get_or_create(name=name, defaults={"description": description})
     version = procedure.current_version
-    if version is None or version.definition != THROUGHPUT_DEFINITION:
+    if version is None or version.definition != definition:
         version = ProcedureVersion.objects.create(
             procedure=procedure,
             number=(version.number + 1) if version else 1,
-            definition=THROUGHPUT_DEFINITION,
+            definition=definition,
         )
     return version
+
+
+def ensure_throughput_version() -> ProcedureVersion:
+    return _ensure_version(
+        THROUGHPUT_PROCEDURE,
+        "Validate, check credit, charge, e-mail a receipt.",
+        THROUGHPUT_DEFINITION,
+    )
 
 
 def ensure_long_run() -> str:
@@ -176,17 +185,11 @@ def ensure_long_run() -> str:
     from runs.models import Run, RunType
     from runs.services import start_run
 
-    procedure, _ = Procedure.objects.get_or_create(
-        name=LONG_RUN_PROCEDURE,
-        defaults={"description": "Re-checks a customer's credit until the engine stops it."},
+    version = _ensure_version(
+        LONG_RUN_PROCEDURE,
+        "Re-checks a customer's credit until the engine stops it.",
+        LONG_RUN_DEFINITION,
     )
-    version = procedure.current_version
-    if version is None or version.definition != LONG_RUN_DEFINITION:
-        version = ProcedureVersion.objects.create(
-            procedure=procedure,
-            number=(version.number + 1) if version else 1,
-            definition=LONG_RUN_DEFINITION,
-        )
     run = Run.objects.filter(version=version, status="failed").order_by("-pk").first()
     if run is None:
         run = start_run(

@@ -111,6 +111,16 @@ def test_tiny_bench_serves_every_list_query_from_an_index(tiny_bench):
 
 @needs_postgres
 @needs_redis
+def test_tiny_bench_measures_the_integrity_check_on_an_intact_run_of_the_most_steps(tiny_bench):
+    _, figures = tiny_bench
+    detail = figures["detail"]
+    assert detail["size"] == "1,000 steps, 200 events"
+    assert detail["sizes"]["integrity check"] == "1,000 steps, 1,003 events, intact"
+    assert detail["pages"]["integrity check"]["p95_ms"] > 0
+
+
+@needs_postgres
+@needs_redis
 def test_tiny_bench_completes_every_throughput_run_and_counts_its_commits(tiny_bench):
     _, figures = tiny_bench
     throughput = figures["throughput"]
