@@ -119,32 +119,23 @@ def run_record(record: selectors.RunRecord) -> dict:
     """The whole record of a run read by selectors.run_with_everything, shaped as RunDetail."""
     run = record.run
     return {
-        **run_header(run),
-        "steps": [_step(step) for step in record.steps],
-        "reviews": [_review(request) for request in run.review_requests.all()],
-        "events": [_event(event) for event in record.events],
-        "retry_of": run.retry_of.public_id if run.retry_of_id else None,
-        "retries": [retry.public_id for retry in run.retries.all()],
-    }
-
-
-def run_header(run: Run) -> dict:
-    return {
-        "id": run.public_id,
-        "url": api_url(run),
-        "dashboard_url": dashboard_url(run),
+        **run_ref(run),
         "procedure": {"id": run.procedure.public_id, "name": run.procedure.name},
         "version": run.version.number,
         "environment": run.environment,
         "type": run.type,
         "starter": _starter(run),
         "inputs": run.inputs,
-        "status": run.status,
         "created_at": run.created_at,
         "started_at": run.started_at,
         "finished_at": run.finished_at,
         "output": run.output,
         "failure": _failure(run),
+        "steps": [_step(step) for step in record.steps],
+        "reviews": [_review(request) for request in run.review_requests.all()],
+        "events": [_event(event) for event in record.events],
+        "retry_of": run.retry_of.public_id if run.retry_of_id else None,
+        "retries": [retry.public_id for retry in run.retries.all()],
     }
 
 

@@ -243,14 +243,12 @@ def step_rows(run: Run) -> list:
     half the time of the API's whole record and of the integrity check (cProfile, make bench).
     Values are converted as the model's fields convert them (JSON parsed, datetimes aware).
     """
-    steps = Step.objects.filter(run_id=run.pk).order_by("sequence")
-    return list(steps.values_list(*STEP_ROW_FIELDS, named=True))
+    return list(run_steps(run).values_list(*STEP_ROW_FIELDS, named=True))
 
 
 def event_rows(run: Run) -> list:
     """The run's whole timeline in order, as named tuples with EVENT_ROW_FIELDS."""
-    events = RunEvent.objects.filter(run_id=run.pk).order_by("sequence")
-    return list(events.values_list(*EVENT_ROW_FIELDS, named=True))
+    return list(run_events(run).values_list(*EVENT_ROW_FIELDS, named=True))
 
 
 @dataclass
