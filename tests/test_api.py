@@ -5,6 +5,7 @@ import json
 import re
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from procedures.models import Procedure
@@ -358,17 +359,20 @@ def test_whole_record_is_exactly_the_schema_applied_to_all_of_it(
         comment="Partial",
     )
     worker.drain()
-    failed = force_status(start(simple_version), "failed")
-    pending = start(simple_version, api_key=sandbox_key[0])
     api_renderer = rapidfolio_api.renderer
-    for run in (reviewed, failed, pending):
-        response = api.get(f"/v1/runs/{run.public_id}")
-        record = run_record(selectors.run_with_everything(run.public_id))
-        assert record["steps"] or run is not reviewed
-        validated = RunDetail.model_validate(record).model_dump()
-        assert response.content.decode() == api_renderer.render(
-            None, validated, response_status=200
-        )
+    # The live worker would pick up the failed and the pending run the moment they commit: they
+    # are made, and read twice, inside one transaction, so their messages leave only after it.
+    with transaction.atomic():
+        failed = force_status(start(simple_version), "failed")
+        pending = start(simple_version, api_key=sandbox_key[0])
+        for run in (reviewed, failed, pending):
+            response = api.get(f"/v1/runs/{run.public_id}")
+            record = run_record(selectors.run_with_everything(run.public_id))
+            assert record["steps"] or run is not reviewed
+            validated = RunDetail.model_validate(record).model_dump()
+            assert response.content.decode() == api_renderer.render(
+                None, validated, response_status=200
+            )
 
 
 def test_run_shows_its_retry_and_the_retry_its_original(api, simple_version):
