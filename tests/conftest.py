@@ -25,6 +25,10 @@ if os.environ.get("RAPIDFOLIO_REQUIRE_SERVICES") and not (
         returncode=2,
     )
 
+# Test users' passwords: PBKDF2's 1.2 million iterations were most of the suite's time; the
+# hasher is not what the tests are about (healthchecks' test settings do the same).
+settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 needs_postgres = pytest.mark.skipif(
     not settings.DATABASE_IS_POSTGRES, reason="needs PostgreSQL (DATABASE_URL)"
 )
