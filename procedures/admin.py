@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.db.models import Max
 from django.utils.html import format_html
 
+from procedures.definition import clean_version_definition
 from procedures.models import (
     Connection,
     Procedure,
@@ -13,6 +14,7 @@ from procedures.models import (
     Trigger,
     TriggerEvent,
 )
+from procedures.triggers import trigger_problems
 from rapidfolio.admin_mixins import ReadOnlyRecordAdmin
 
 
@@ -48,8 +50,6 @@ class ProcedureVersionForm(forms.ModelForm):
         widgets = {"definition": forms.Textarea(attrs={"rows": 30, "cols": 100})}
 
     def clean_definition(self):
-        from procedures.definition import clean_version_definition
-
         definition = self.cleaned_data["definition"]
         clean_version_definition(definition)
         return definition
@@ -135,8 +135,6 @@ class TriggerForm(SecretFieldForm):
         ]
 
     def clean(self):
-        from procedures.triggers import trigger_problems
-
         cleaned = super().clean()
         for field, message in trigger_problems(
             cleaned,

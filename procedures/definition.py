@@ -6,30 +6,41 @@ inputs are checked against the tool's schema only where the value is known befor
 and literal values such as `250` or `"'usd'"`); expressions are parsed, not evaluated.
 """
 
-import ast
 import re
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, best_match
+from jsonschema.exceptions import best_match
 
+from procedures.definition_checks import (
+    is_int,
+    is_number,
+    literal_value,
+    schema_error,
+    steps_read,
+)
+from procedures.definition_graph import reachable, strongly_connected, successors
 from procedures.expressions import expressions_in, parse_error
+from procedures.node_types import NodeType
 from procedures.tools import all_tools
 
+# Per node type: (the keys it must have, the keys it may have).
 NODE_KEYS = {
-    "tool": ({"tool", "next"}, {"input", "retry"}),
-    "condition": ({"expression", "then", "else"}, set()),
-    "human_review": ({"title", "show", "next"}, {"instructions", "overridable", "reviewer_group"}),
-    "output": ({"value"}, set()),
-    "fail": ({"reason"}, set()),
+    NodeType.TOOL: ({"tool", "next"}, {"input", "retry"}),
+    NodeType.CONDITION: ({"expression", "then", "else"}, set()),
+    NodeType.HUMAN_REVIEW: (
+        {"title", "show", "next"},
+        {"instructions", "overridable", "reviewer_group"},
+    ),
+    NodeType.OUTPUT: ({"value"}, set()),
+    NodeType.FAIL: ({"reason"}, set()),
 }
 # Keys every node may carry for people reading the definition.
 COMMON_NODE_KEYS = {"type", "description"}
 TOP_LEVEL_KEYS = {"input_schema", "start", "nodes", "description"}
-TERMINAL_TYPES = {"output", "fail"}
+TERMINAL_TYPES = {NodeType.OUTPUT, NodeType.FAIL}
 RETRY_KEYS = {"max_attempts", "backoff_seconds", "max_backoff_seconds"}
 MAX_ATTEMPTS = 10
 NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -125,7 +136,7 @@ class _Validator:
         if not isinstance(schema, dict):
             self.add(None, "input_schema must be a JSON Schema object")
             return
-        error = _schema_error(schema)
+        error = schema_error(schema)
         if error:
             self.add(None, f"input_schema is not a valid JSON Schema: {error}")
         if schema.get("type") != "object":
@@ -145,7 +156,7 @@ class _Validator:
             return
         node_type = node.get("type")
         if node_type not in NODE_KEYS:
-            known = ", ".join(NODE_KEYS)
+            known = ", ".join(NodeType.values)
             what = f"unknown type {node_type!r}" if "type" in node else "no 'type'"
             self.add(node_id, f"{what}; a node type is one of: {known}")
             return
@@ -162,7 +173,14 @@ class _Validator:
         for key in ("next", "then", "else"):
             if key in node and key in required:
                 self.check_reference(node_id, key, node[key])
-        getattr(self, f"check_{node_type}")(node_id, node, tools)
+        check_type = {
+            NodeType.TOOL: self.check_tool,
+            NodeType.CONDITION: self.check_condition,
+            NodeType.HUMAN_REVIEW: self.check_human_review,
+            NodeType.OUTPUT: self.check_output,
+            NodeType.FAIL: self.check_fail,
+        }[node_type]
+        check_type(node_id, node, tools)
 
     def check_reference(self, node_id: str, key: str, target: Any) -> None:
         if not isinstance(target, str) or target not in self.nodes:
@@ -205,7 +223,7 @@ class _Validator:
         for key, value in mapping.items():
             if key not in properties:
                 continue
-            is_literal, literal = _literal(value)
+            is_literal, literal = literal_value(value)
             if not is_literal:
                 continue
             error = best_match(Draft202012Validator(properties[key]).iter_errors(literal))
@@ -225,17 +243,17 @@ class _Validator:
                 node_id, f"unknown retry setting '{key}'; use: {', '.join(sorted(RETRY_KEYS))}"
             )
         attempts = retry.get("max_attempts")
-        if "max_attempts" in retry and not (_is_int(attempts) and 1 <= attempts <= MAX_ATTEMPTS):
+        if "max_attempts" in retry and not (is_int(attempts) and 1 <= attempts <= MAX_ATTEMPTS):
             self.add(
                 node_id,
                 f"retry max_attempts must be a whole number from 1 to {MAX_ATTEMPTS}, "
                 f"not {attempts!r}",
             )
         for key in ("backoff_seconds", "max_backoff_seconds"):
-            if key in retry and not (_is_number(retry[key]) and retry[key] > 0):
+            if key in retry and not (is_number(retry[key]) and retry[key] > 0):
                 self.add(node_id, f"retry {key} must be a positive number, not {retry[key]!r}")
         backoff, ceiling = retry.get("backoff_seconds"), retry.get("max_backoff_seconds")
-        if _is_number(backoff) and _is_number(ceiling) and 0 < ceiling < backoff:
+        if is_number(backoff) and is_number(ceiling) and 0 < ceiling < backoff:
             self.add(
                 node_id,
                 f"retry max_backoff_seconds ({ceiling!r}) is below backoff_seconds ({backoff!r})",
@@ -276,7 +294,7 @@ class _Validator:
             if not isinstance(schema, dict):
                 self.add(node_id, f"overridable field '{field}' needs a JSON Schema object")
                 continue
-            error = _schema_error(schema)
+            error = schema_error(schema)
             if error:
                 self.add(
                     node_id, f"overridable field '{field}' has an invalid JSON Schema: {error}"
@@ -296,7 +314,7 @@ class _Validator:
             if problem:
                 self.add(node_id, f"expression `{expression}` in {where} {problem}")
                 continue
-            for step in _steps_read(expression):
+            for step in steps_read(expression):
                 if step not in self.nodes:
                     self.add(
                         node_id,
@@ -307,9 +325,9 @@ class _Validator:
     # --- the graph ----------------------------------------------------------------------
 
     def check_graph(self, start: str | None) -> None:
-        edges = {node_id: _successors(node, self.nodes) for node_id, node in self.nodes.items()}
+        edges = {node_id: successors(node, self.nodes) for node_id, node in self.nodes.items()}
         if start is not None:
-            reached = _reachable([start], edges)
+            reached = reachable([start], edges)
             for node_id in self.nodes:
                 if node_id not in reached:
                     self.add(node_id, f"unreachable: no path leads here from start '{start}'")
@@ -323,8 +341,8 @@ class _Validator:
             for node_id, node in self.nodes.items()
             if isinstance(node, dict) and node.get("type") in TERMINAL_TYPES
         ]
-        can_finish = _reachable(terminals, reverse)
-        for component in _strongly_connected(edges):
+        can_finish = reachable(terminals, reverse)
+        for component in strongly_connected(edges):
             first = component[0]
             is_cycle = len(component) > 1 or first in edges[first]
             if is_cycle and not can_finish & set(component):
@@ -333,123 +351,3 @@ class _Validator:
                     first,
                     f"nodes {loop} form a loop with no way out to an output or fail node",
                 )
-
-
-def _successors(node: Any, nodes: dict) -> list[str]:
-    if not isinstance(node, dict):
-        return []
-    keys = ("then", "else") if node.get("type") == "condition" else ("next",)
-    return [node[key] for key in keys if isinstance(node.get(key), str) and node[key] in nodes]
-
-
-def _reachable(sources: list[str], edges: dict[str, list[str]]) -> set[str]:
-    seen = set(sources)
-    queue = deque(sources)
-    while queue:
-        for target in edges[queue.popleft()]:
-            if target not in seen:
-                seen.add(target)
-                queue.append(target)
-    return seen
-
-
-def _strongly_connected(edges: dict[str, list[str]]) -> list[list[str]]:
-    """Tarjan's algorithm (iterative); each component lists its nodes in definition order."""
-    order = {node_id: position for position, node_id in enumerate(edges)}
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    components = []
-    for root in edges:
-        if root in index:
-            continue
-        work = [(root, iter(edges[root]))]
-        index[root] = low[root] = len(index)
-        stack.append(root)
-        on_stack.add(root)
-        while work:
-            node_id, targets = work[-1]
-            for target in targets:
-                if target not in index:
-                    index[target] = low[target] = len(index)
-                    stack.append(target)
-                    on_stack.add(target)
-                    work.append((target, iter(edges[target])))
-                    break
-                if target in on_stack:
-                    low[node_id] = min(low[node_id], index[target])
-            else:
-                work.pop()
-                if work:
-                    parent = work[-1][0]
-                    low[parent] = min(low[parent], low[node_id])
-                if low[node_id] == index[node_id]:
-                    component = []
-                    while True:
-                        member = stack.pop()
-                        on_stack.discard(member)
-                        component.append(member)
-                        if member == node_id:
-                            break
-                    components.append(sorted(component, key=order.__getitem__))
-    return components
-
-
-def _literal(value: Any) -> tuple[bool, Any]:
-    """(True, value) when a mapping value is known before the run, else (False, None)."""
-    if isinstance(value, str):
-        try:
-            return True, ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            return False, None
-    if isinstance(value, dict):
-        result = {}
-        for key, item in value.items():
-            known, result[key] = _literal(item)
-            if not known:
-                return False, None
-        return True, result
-    if isinstance(value, list):
-        items = [_literal(item) for item in value]
-        if not all(known for known, _ in items):
-            return False, None
-        return True, [item for _, item in items]
-    return True, value
-
-
-def _steps_read(expression: str) -> set[str]:
-    """The node ids an expression reads as `steps.<id>` or `steps['<id>']`."""
-    read = set()
-    for node in ast.walk(ast.parse(expression.strip(), mode="eval")):
-        if isinstance(node, ast.Attribute) and _is_steps(node.value):
-            read.add(node.attr)
-        elif (
-            isinstance(node, ast.Subscript)
-            and _is_steps(node.value)
-            and isinstance(node.slice, ast.Constant)
-            and isinstance(node.slice.value, str)
-        ):
-            read.add(node.slice.value)
-    return read
-
-
-def _is_steps(node: ast.AST) -> bool:
-    return isinstance(node, ast.Name) and node.id == "steps"
-
-
-def _schema_error(schema: dict) -> str | None:
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        where = "/".join(str(part) for part in exc.path)
-        return f"{exc.message}" + (f" (at {where})" if where else "")
-    return None
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
