@@ -53,27 +53,17 @@ def main(argv=None) -> int:
 
 
 def run(config: dict, *, explain: bool, output: str, only=PARTS) -> int:
-    from bench import database
-
-    url = config["database_url"]
-    name = database.database_name(url)
-    if database.ensure_database(url):
-        print(f"created database {name}")
-    marker = database.read_marker(url)
-    if marker is not None and (
-        config["reseed"] or marker.get("state") != "seeded" or marker.get("runs") != config["runs"]
-    ):
-        print(f"dropping and creating bench database {name} to seed {config['runs']:,} runs")
-        database.recreate_database(url)
-        marker = None
-
     import django
 
+    # Before the database checks: they take the run table's name from the model. Setting up
+    # opens no connection, so the database can still be created or dropped afterwards.
     django.setup()
     from django.core.management import call_command
 
-    from bench import report, seed
+    from bench import database, report, seed
 
+    url = config["database_url"]
+    name, marker = _prepare_database(config)
     call_command("migrate", verbosity=0)
     results: dict = {"database": name, "runs": config["runs"], "machine": report.machine(url)}
     if marker is None:
@@ -110,6 +100,26 @@ def run(config: dict, *, explain: bool, output: str, only=PARTS) -> int:
     report.print_report(results)
     report.write_json(results, output)
     return 0 if report.plans_ok(results) else 1
+
+
+def _prepare_database(config: dict) -> tuple[str, dict | None]:
+    """Create the bench database if missing, and afresh when its seed cannot be reused; returns
+    its name and what was seeded there (None: nothing yet)."""
+    from bench import database
+    from bench.schema import RUN
+
+    url = config["database_url"]
+    name = database.database_name(url)
+    if database.ensure_database(url):
+        print(f"created database {name}")
+    marker = database.read_marker(url, runs_table=RUN.table)
+    if marker is not None and (
+        config["reseed"] or marker.get("state") != "seeded" or marker.get("runs") != config["runs"]
+    ):
+        print(f"dropping and creating bench database {name} to seed {config['runs']:,} runs")
+        database.recreate_database(url)
+        marker = None
+    return name, marker
 
 
 if __name__ == "__main__":

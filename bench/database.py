@@ -58,16 +58,17 @@ def recreate_database(database_url: str) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-def read_marker(database_url: str) -> dict | None:
-    """What the benchmark seeded here, or None. Refuses a database with foreign runs."""
+def read_marker(database_url: str, *, runs_table: str) -> dict | None:
+    """What the benchmark seeded here, or None. Refuses a database with foreign runs (rows in
+    `runs_table`, the run model's table)."""
     with connect(database_url) as conn:
         has_marker = conn.execute("SELECT to_regclass(%s)", [MARKER_TABLE]).fetchone()[0]
         if has_marker:
             row = conn.execute(f"SELECT value FROM {MARKER_TABLE} WHERE key = 'seed'").fetchone()
             if row:
                 return row[0]
-        has_runs = conn.execute("SELECT to_regclass('runs_run')").fetchone()[0]
-        if has_runs and conn.execute("SELECT EXISTS (SELECT 1 FROM runs_run)").fetchone()[0]:
+        has_runs = conn.execute(f"SELECT to_regclass('{runs_table}')").fetchone()[0]
+        if has_runs and conn.execute(f"SELECT EXISTS (SELECT 1 FROM {runs_table})").fetchone()[0]:
             raise SetupError(
                 f"database {database_name(database_url)!r} holds runs that the benchmark did not "
                 "seed; point DATABASE_URL at a dedicated bench database, e.g. rapidfolio_bench."

@@ -4,7 +4,7 @@ client (logged in as an operator), in this process against the bench database.
 The Runs list is measured for the filter combinations people use, and two deep pages: 20
 "Next" cursors followed from the top, and a cursor from the middle of the year. With
 --explain, each list query is also run under EXPLAIN (ANALYZE, BUFFERS), and checked to be
-served by an index: a Seq Scan on runs_run fails the check.
+served by an index: a Seq Scan on the runs table fails the check.
 """
 
 import datetime
@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from bench import scenario
 from bench.report import summary
+from bench.schema import RUN
 from procedures.models import Procedure
 from runs import selectors
 from runs.models import Run
@@ -158,7 +159,7 @@ def measure_list(config: dict, *, explain: bool) -> dict:
 
 
 def list_query_sql(filters: dict, cursor: str | None) -> list[str]:
-    """The SQL statements on runs_run list_runs sends for these filters, as executed
+    """The SQL statements on the runs table list_runs sends for these filters, as executed
     (parameters inlined): one, or for several statuses the merge of each status's newest runs
     and the read of that page's rows."""
     with CaptureQueriesContext(connection) as captured:
@@ -166,21 +167,23 @@ def list_query_sql(filters: dict, cursor: str | None) -> list[str]:
     statements = [
         query["sql"]
         for query in captured.captured_queries
-        if 'FROM "runs_run"' in query["sql"] and "ORDER BY" in query["sql"]
+        if f"FROM {connection.ops.quote_name(RUN.table)}" in query["sql"]
+        and "ORDER BY" in query["sql"]
     ]
     if not statements:
-        raise RuntimeError(f"list_runs sent no query on runs_run for {filters}")
+        raise RuntimeError(f"list_runs sent no query on {RUN.table} for {filters}")
     return statements
 
 
 def explain_list_query(filters: dict, cursor: str | None, *, small: bool = False) -> dict:
-    """EXPLAIN (ANALYZE, BUFFERS) of the list query, checked for an index on runs_run.
+    """EXPLAIN (ANALYZE, BUFFERS) of the list query, checked for an index on the runs table.
 
     On a small table (a test-sized seed) the planner rightly prefers reading a few pages in
     sequence; there, sequential scans are switched off for the EXPLAIN, which still falls
     back to a Seq Scan when no index can serve the query, so the check keeps its meaning.
     """
     statements = list_query_sql(filters, cursor)
+    table = re.escape(RUN.table)
     plans, used = [], []
     seq_scan = unindexed = False
     print(f"\nEXPLAIN (ANALYZE, BUFFERS) — {filters or 'no filter'}{' + cursor' if cursor else ''}")
@@ -193,14 +196,14 @@ def explain_list_query(filters: dict, cursor: str | None, *, small: bool = False
         print(sql)
         print(plan)
         plans.append(plan)
-        scans = re.findall(r"Index (?:Only )?Scan(?: Backward)? using (\w+) on runs_run", plan)
+        scans = re.findall(rf"Index (?:Only )?Scan(?: Backward)? using (\w+) on {table}", plan)
         scans += re.findall(r"Bitmap Index Scan on (\w+)", plan)
-        seq_scan = seq_scan or re.search(r"Seq Scan on runs_run\b", plan) is not None
-        unindexed = unindexed or not scans  # every statement must read runs_run by an index
+        seq_scan = seq_scan or re.search(rf"Seq Scan on {table}\b", plan) is not None
+        unindexed = unindexed or not scans  # every statement must read the runs by an index
         used += [name for name in dict.fromkeys(scans) if name not in used]
     ok = not seq_scan and not unindexed
     verdict = (
-        f"index {', '.join(used)}" if ok else "Seq Scan on runs_run" if seq_scan else "no index"
+        f"index {', '.join(used)}" if ok else f"Seq Scan on {RUN.table}" if seq_scan else "no index"
     )
     if small:
         verdict += " (small table: enable_seqscan off)"

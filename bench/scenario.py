@@ -1,22 +1,21 @@
 """The people, keys, procedures and triggers the benchmark's runs belong to.
 
-The three procedures are the example definitions in tests/fixtures/procedures (a card payment
-with an approval above 5,000.00, a credit check, a supplier wire with a treasury approval). The
-throughput procedure is the engine's measuring stick: five working nodes and an output.
+The three procedures are demo procedures from procedures/demo, the files `manage.py seed_demo`
+loads (a card payment with an approval above 5,000.00, a credit check, a supplier wire with a
+treasury approval). The throughput procedure is the engine's measuring stick: five working
+nodes and an output.
 """
-
-from pathlib import Path
 
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 
+from procedures.demo import DEMO_DIR
 from procedures.models import Procedure, ProcedureVersion, Trigger, TriggerKind
 from procedures.tools.support import number_from
 from rapidfolio.roles import OPERATORS, REVIEWERS, ensure_roles
 from runs.api_keys import create_api_key
 from runs.models import ApiKey
 
-FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "procedures"
 PROCEDURE_FILES = ("pay_invoice.yaml", "credit_check.yaml", "wire_transfer.yaml")
 OPERATOR = "bench-operator"
 REVIEWER = "bench-reviewer"
@@ -149,7 +148,7 @@ def ensure_procedures() -> list[ProcedureVersion]:
     """The three example procedures' current versions, loaded once."""
     versions = []
     for filename in PROCEDURE_FILES:
-        call_command("load_procedure", str(FIXTURES / filename), verbosity=0, stdout=_Null())
+        call_command("load_procedure", str(DEMO_DIR / filename), verbosity=0, stdout=_Null())
     # Not the benchmark's own procedures (named "Bench: …"), which may exist already.
     for procedure in Procedure.objects.exclude(name__startswith=BENCH_PREFIX).order_by("pk"):
         versions.append(procedure.current_version)

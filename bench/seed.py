@@ -17,6 +17,7 @@ from contextlib import ExitStack
 from django.db import connection as django_connection
 
 from bench import database, scenario, templates
+from bench.schema import EVENT, REVIEW_DECISION, REVIEW_REQUEST, RUN, STEP
 from bench.templates import Template
 from rapidfolio.ids import CROCKFORD
 from runs.integrity import GENESIS_HASH
@@ -59,26 +60,59 @@ SHARES = {
     },
 }
 
-COPY_SQL = {
-    "run": "COPY runs_run (id, public_id, procedure_id, version_id, environment, type, status, "
-    "started_by_user_id, started_by_api_key_id, started_by_trigger_id, trigger_event_id, inputs, "
-    "output, failure_reason, failure_kind, failed_step_id, retry_of_id, created_at, started_at, "
-    "finished_at, lease_expires_at) FROM STDIN",
-    "step": "COPY runs_step (id, run_id, sequence, started_at, finished_at, "
-    f"{templates.STEP_COLUMNS}) FROM STDIN",
-    "event": "COPY runs_runevent (id, run_id, sequence, created_at, prev_hash, hash, "
-    f"{templates.EVENT_COLUMNS}) FROM STDIN",
-    "request": "COPY reviews_reviewrequest (id, public_id, run_id, created_at, "
-    f"{templates.REVIEW_REQUEST_COLUMNS}) FROM STDIN",
-    "decision": "COPY reviews_reviewdecision (id, request_id, run_id, decided_at, "
-    f"{templates.REVIEW_DECISION_COLUMNS}) FROM STDIN",
+# The five loaded tables, by the names the generator and the results use for them.
+NAMES = {
+    "run": RUN,
+    "step": STEP,
+    "event": EVENT,
+    "request": REVIEW_REQUEST,
+    "decision": REVIEW_DECISION,
 }
-TABLES = {
-    "run": "runs_run",
-    "step": "runs_step",
-    "event": "runs_runevent",
-    "request": "reviews_reviewrequest",
-    "decision": "reviews_reviewdecision",
+TABLES = {name: names.table for name, names in NAMES.items()}
+# Each COPY lists its columns in the order _generate writes a row's values.
+RUN_COPY_FIELDS = (
+    "id",
+    "public_id",
+    "procedure",
+    "version",
+    "environment",
+    "type",
+    "status",
+    "started_by_user",
+    "started_by_api_key",
+    "started_by_trigger",
+    "trigger_event",
+    "inputs",
+    "output",
+    "failure_reason",
+    "failure_kind",
+    "failed_step",
+    "retry_of",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "lease_expires_at",
+)
+
+
+def _copy(names, *field_names: str) -> str:
+    return f"COPY {names.table} ({names.columns(*field_names)}) FROM STDIN"
+
+
+COPY_SQL = {
+    "run": _copy(RUN, *RUN_COPY_FIELDS),
+    "step": _copy(
+        STEP, "id", "run", "sequence", "started_at", "finished_at", *templates.STEP_FIELDS
+    ),
+    "event": _copy(
+        EVENT, "id", "run", "sequence", "created_at", "prev_hash", "hash", *templates.EVENT_FIELDS
+    ),
+    "request": _copy(
+        REVIEW_REQUEST, "id", "public_id", "run", "created_at", *templates.REVIEW_REQUEST_FIELDS
+    ),
+    "decision": _copy(
+        REVIEW_DECISION, "id", "request", "run", "decided_at", *templates.REVIEW_DECISION_FIELDS
+    ),
 }
 
 
@@ -171,8 +205,8 @@ class Streams:
 
 def _next_ids(conn) -> dict[str, int]:
     return {
-        name: conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchone()[0]
-        for name, table in TABLES.items()
+        name: conn.execute(f"SELECT coalesce(max({t.id}), 0) + 1 FROM {t.table}").fetchone()[0]
+        for name, t in NAMES.items()
     }
 
 
@@ -199,16 +233,7 @@ def _drop_secondary_indexes(conn) -> list[str]:
 def seed(database_url: str, *, runs: int, progress=print) -> dict:
     """Seed `runs` runs; returns what was seeded and how long each part took."""
     started = time.perf_counter()
-    operator, reviewer = scenario.ensure_people()
-    versions = scenario.ensure_procedures()
-    scenario.ensure_throughput_version()
-    keys = scenario.ensure_seed_keys()
-    triggers = scenario.ensure_triggers(versions)
-    template_ids = templates.execute_template_runs(
-        versions, api_key=keys["sandbox"], reviewer=reviewer
-    )
-    _flush_broker()
-    all_templates = templates.load_templates(template_ids)
+    versions, starters, template_ids, all_templates = _template_runs()
     templates_seconds = time.perf_counter() - started
     progress(
         f"  {len(template_ids)} template runs executed by the engine "
@@ -217,49 +242,23 @@ def seed(database_url: str, *, runs: int, progress=print) -> dict:
     django_connection.close()
 
     copy_started = time.perf_counter()
-    rng = random.Random(20250101)
-    with database.connect(database_url) as conn:
-        ids = _next_ids(conn)
-        indexes = _drop_secondary_indexes(conn)
-    with ExitStack() as stack:
-        streams = Streams(database_url, stack)
-        big_run = _generate(
-            streams,
-            rng,
-            runs=runs,
-            ids=ids,
-            versions=versions,
-            all_templates=all_templates,
-            starters={
-                "user": operator.pk,
-                "keys": {env: key.pk for env, key in keys.items()},
-                "triggers": {k: t.pk for k, t in triggers.items()},
-            },
-            progress=progress,
-        )
-        for name in COPY_SQL:
-            streams.flush(name)
-        rows = dict(streams.rows)
+    rows, big_run, indexes = _copy_runs(
+        database_url,
+        runs=runs,
+        versions=versions,
+        all_templates=all_templates,
+        starters=starters,
+        progress=progress,
+    )
     copy_seconds = time.perf_counter() - copy_started
     progress(f"  COPY of {sum(rows.values()):,} rows in {copy_seconds:.1f} s")
     index_started = time.perf_counter()
-    with database.connect(database_url) as conn:
-        conn.execute("SET maintenance_work_mem = '1GB'")
-        for statement in indexes:
-            conn.execute(statement)
+    _build_indexes(database_url, indexes)
     index_seconds = time.perf_counter() - index_started
     progress(f"  {len(indexes)} indexes built in {index_seconds:.1f} s")
 
     vacuum_started = time.perf_counter()
-    with database.connect(database_url) as conn:
-        for table in TABLES.values():
-            conn.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                f"(SELECT coalesce(max(id), 1) FROM {table}))"
-            )
-        # What autovacuum would do after a load, done now so it cannot run during measurements.
-        for table in TABLES.values():
-            conn.execute(f"VACUUM (ANALYZE) {table}")
+    _reset_sequences_and_vacuum(database_url)
     vacuum_seconds = time.perf_counter() - vacuum_started
     progress(f"  VACUUM ANALYZE in {vacuum_seconds:.1f} s")
     return {
@@ -275,6 +274,70 @@ def seed(database_url: str, *, runs: int, progress=print) -> dict:
         },
         "seeded_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+
+
+def _template_runs() -> tuple:
+    """The people, procedures, keys and triggers the seeded runs name, and the template runs
+    executed by the engine: (versions, starters, template run ids, templates)."""
+    operator, reviewer = scenario.ensure_people()
+    versions = scenario.ensure_procedures()
+    scenario.ensure_throughput_version()
+    keys = scenario.ensure_seed_keys()
+    triggers = scenario.ensure_triggers(versions)
+    template_ids = templates.execute_template_runs(
+        versions, api_key=keys["sandbox"], reviewer=reviewer
+    )
+    _flush_broker()
+    starters = {
+        "user": operator.pk,
+        "keys": {env: key.pk for env, key in keys.items()},
+        "triggers": {k: t.pk for k, t in triggers.items()},
+    }
+    return versions, starters, template_ids, templates.load_templates(template_ids)
+
+
+def _copy_runs(database_url, *, runs, versions, all_templates, starters, progress) -> tuple:
+    """Generate the runs and COPY them in, with the secondary indexes dropped; returns the rows
+    per table, the big run's public id and the dropped indexes' definitions."""
+    rng = random.Random(20250101)
+    with database.connect(database_url) as conn:
+        ids = _next_ids(conn)
+        indexes = _drop_secondary_indexes(conn)
+    with ExitStack() as stack:
+        streams = Streams(database_url, stack)
+        big_run = _generate(
+            streams,
+            rng,
+            runs=runs,
+            ids=ids,
+            versions=versions,
+            all_templates=all_templates,
+            starters=starters,
+            progress=progress,
+        )
+        for name in COPY_SQL:
+            streams.flush(name)
+        rows = dict(streams.rows)
+    return rows, big_run, indexes
+
+
+def _build_indexes(database_url: str, indexes: list[str]) -> None:
+    with database.connect(database_url) as conn:
+        conn.execute("SET maintenance_work_mem = '1GB'")
+        for statement in indexes:
+            conn.execute(statement)
+
+
+def _reset_sequences_and_vacuum(database_url: str) -> None:
+    with database.connect(database_url) as conn:
+        for names in NAMES.values():
+            conn.execute(
+                f"SELECT setval(pg_get_serial_sequence('{names.table}', '{names.id}'), "
+                f"(SELECT coalesce(max({names.id}), 1) FROM {names.table}))"
+            )
+        # What autovacuum would do after a load, done now so it cannot run during measurements.
+        for names in NAMES.values():
+            conn.execute(f"VACUUM (ANALYZE) {names.table}")
 
 
 def _flush_broker() -> None:

@@ -69,15 +69,32 @@ class Template:
     finished: bool = True
 
 
-STEP_COLUMNS = (
-    "node_id, node_type, tool, status, attempt, input, output, request, response, "
-    "idempotency_key, error, error_kind"
+# The fields of each `fixed` text below, in its order (the seed's COPY names their columns).
+STEP_FIELDS = (
+    "node_id",
+    "node_type",
+    "tool",
+    "status",
+    "attempt",
+    "input",
+    "output",
+    "request",
+    "response",
+    "idempotency_key",
+    "error",
+    "error_kind",
 )
-EVENT_COLUMNS = "type, actor, data"
-REVIEW_REQUEST_COLUMNS = (
-    "node_id, step_sequence, title, instructions, shown_values, overridable_fields, reviewer_group"
+EVENT_FIELDS = ("type", "actor", "data")
+REVIEW_REQUEST_FIELDS = (
+    "node_id",
+    "step_sequence",
+    "title",
+    "instructions",
+    "shown_values",
+    "overridable_fields",
+    "reviewer_group",
 )
-REVIEW_DECISION_COLUMNS = "reviewer_id, decision, comment, shown_values, overrides"
+REVIEW_DECISION_FIELDS = ("reviewer", "decision", "comment", "shown_values", "overrides")
 
 
 def _inputs(procedure_name: str, outcome: str, index: int) -> dict:

@@ -23,6 +23,7 @@ import time
 
 from bench import database, procs, scenario
 from bench.api_load import LOG_DIR, Client, Server, warm_up
+from bench.schema import EVENT, RUN, STEP
 
 TARGET_RUNS_PER_SECOND = 150
 TARGET_COMMITS_PER_RUN = 8
@@ -128,7 +129,8 @@ def _start_workers(threads: int) -> list:
 
 def _unfinished(conn, version_id: int) -> int:
     return conn.execute(
-        "SELECT count(*) FROM runs_run WHERE version_id = %s AND status IN ('pending', 'running')",
+        f"SELECT count(*) FROM {RUN.table} WHERE {RUN.version} = %s "
+        f"AND {RUN.status} IN ('pending', 'running')",
         [version_id],
     ).fetchone()[0]
 
@@ -157,17 +159,12 @@ def measure(config: dict, srv: Server) -> dict:
         _wait_drained(url, version.pk, workers)
         _warm_up(srv, url, version.pk, workers)
         with database.connect(url) as conn:
-            first_id = conn.execute("SELECT coalesce(max(id), 0) FROM runs_run").fetchone()[0]
+            first_id = conn.execute(
+                f"SELECT coalesce(max({RUN.id}), 0) FROM {RUN.table}"
+            ).fetchone()[0]
         time.sleep(2)  # idle backends publish their statistics within a second
         commits_before = _xact_commit(url, name)
-        meter = procs.CpuMeter(
-            {
-                "gunicorn": srv.pids,
-                "workers": lambda: [p for w in workers for p in procs.descendants(w.pid)],
-                "postgres backends": lambda: procs.postgres_backends(name),
-                "bench clients": lambda: [os.getpid()],
-            }
-        )
+        meter = _cpu_meter(srv, workers, name)
         meter.start()
         outcome = _post_and_wait(srv, url, version.pk, first_id, count, workers)
         cpu = meter.stop()
@@ -206,6 +203,18 @@ def measure(config: dict, srv: Server) -> dict:
         if runs
         else {},
     }
+
+
+def _cpu_meter(srv: Server, workers, name: str) -> procs.CpuMeter:
+    """CPU time of each process group taking part: the API, the workers, PostgreSQL, us."""
+    return procs.CpuMeter(
+        {
+            "gunicorn": srv.pids,
+            "workers": lambda: [p for w in workers for p in procs.descendants(w.pid)],
+            "postgres backends": lambda: procs.postgres_backends(name),
+            "bench clients": lambda: [os.getpid()],
+        }
+    )
 
 
 def _warm_up(srv, url, version_id: int, workers) -> None:
@@ -249,8 +258,8 @@ def _post_and_wait(srv, url, version_id, first_id, count, workers) -> dict:
             time.sleep(0.1)
             polls += 1
             done = conn.execute(
-                "SELECT count(*) FROM runs_run WHERE id > %s AND version_id = %s "
-                "AND status IN ('completed', 'failed', 'cancelled')",
+                f"SELECT count(*) FROM {RUN.table} WHERE {RUN.id} > %s AND {RUN.version} = %s "
+                f"AND {RUN.status} IN ('completed', 'failed', 'cancelled')",
                 [first_id, version_id],
             ).fetchone()[0]
             if done >= count:
@@ -269,29 +278,30 @@ def _post_and_wait(srv, url, version_id, first_id, count, workers) -> dict:
 
 
 def _run_figures(conn, version_id: int, first_id: int, first_post_epoch: float) -> dict:
-    where = "id > %s AND version_id = %s"
+    where = f"{RUN.id} > %s AND {RUN.version} = %s"
     runs, last_finish = conn.execute(
-        f"SELECT count(*), extract(epoch FROM max(finished_at)) FROM runs_run WHERE {where}",
+        f"SELECT count(*), extract(epoch FROM max({RUN.finished_at})) "
+        f"FROM {RUN.table} WHERE {where}",
         [first_id, version_id],
     ).fetchone()
     statuses = dict(
         conn.execute(
-            f"SELECT status, count(*) FROM runs_run WHERE {where} GROUP BY status",
+            f"SELECT {RUN.status}, count(*) FROM {RUN.table} WHERE {where} GROUP BY {RUN.status}",
             [first_id, version_id],
         ).fetchall()
     )
-    run_ids = f"SELECT id FROM runs_run WHERE {where}"
+    run_ids = f"SELECT {RUN.id} FROM {RUN.table} WHERE {where}"
     steps, events = conn.execute(
-        f"SELECT (SELECT count(*) FROM runs_step WHERE run_id IN ({run_ids})),"
-        f" (SELECT count(*) FROM runs_runevent WHERE run_id IN ({run_ids}))",
+        f"SELECT (SELECT count(*) FROM {STEP.table} WHERE {STEP.run} IN ({run_ids})),"
+        f" (SELECT count(*) FROM {EVENT.table} WHERE {EVENT.run} IN ({run_ids}))",
         [first_id, version_id, first_id, version_id],
     ).fetchone()
     write_transactions = conn.execute(
         f"""
         SELECT count(DISTINCT x) FROM (
-            SELECT xmin::text AS x FROM runs_run WHERE {where}
-            UNION ALL SELECT xmin::text FROM runs_step WHERE run_id IN ({run_ids})
-            UNION ALL SELECT xmin::text FROM runs_runevent WHERE run_id IN ({run_ids})
+            SELECT xmin::text AS x FROM {RUN.table} WHERE {where}
+            UNION ALL SELECT xmin::text FROM {STEP.table} WHERE {STEP.run} IN ({run_ids})
+            UNION ALL SELECT xmin::text FROM {EVENT.table} WHERE {EVENT.run} IN ({run_ids})
         ) stamped
         """,
         [first_id, version_id] * 3,

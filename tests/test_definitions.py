@@ -2,7 +2,6 @@
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
 import yaml
@@ -17,9 +16,11 @@ from procedures.definition import (
     clean_version_definition,
     validate_definition,
 )
+from procedures.demo import DEMO_DIR
 from procedures.models import Procedure, ProcedureVersion
 
-FIXTURES = Path(__file__).parent / "fixtures" / "procedures"
+# The demo procedures themselves (what manage.py seed_demo loads), not copies of them.
+FIXTURES = DEMO_DIR
 
 # The example from the product brief.
 EXAMPLE = {

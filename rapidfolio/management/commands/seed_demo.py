@@ -7,14 +7,13 @@ Idempotent: a second call changes nothing and says so.
 import copy
 import json
 import time
-from pathlib import Path
 
 import yaml
-from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from procedures.demo import DEMO_DIR
 from procedures.models import Procedure, ProcedureVersion
 from rapidfolio.roles import OPERATORS, REVIEWERS, ensure_roles
 from reviews.models import ReviewRequest
@@ -23,7 +22,6 @@ from runs import engine
 from runs.models import Run, RunStatus, Step, StepStatus
 from runs.services import cancel_run, retry_run, start_run
 
-DEMO_DIR = Path(settings.BASE_DIR) / "procedures" / "demo"
 DEMO_PASSWORD = "rapidfolio-demo"
 # How long the seed waits for a retry backoff before leaving the run visibly `running`.
 MAX_SEED_WAIT_SECONDS = 3
@@ -158,37 +156,17 @@ class Command(BaseCommand):
         return ReviewRequest.objects.filter(run=run).order_by("-step_sequence").first()
 
     def _runs(self, versions, people):
-        operator, reviewer, controller = (
-            people["operator"],
-            people["reviewer"],
-            people["controller"],
-        )
-        pay, pay_v1 = versions["pay_invoice"], versions["pay_invoice_v1"]
-        credit, wire, close = (
-            versions["credit_check"],
-            versions["wire_transfer"],
-            versions["close_account"],
-        )
+        """Every demo run, in the order the history shows them (oldest first)."""
+        self._invoice_runs(versions["pay_invoice"], versions["pay_invoice_v1"], people)
+        self._credit_check_runs(versions["credit_check"], people)
+        self._supplier_wire_runs(versions["wire_transfer"], people)
+        self._account_closure_runs(versions["close_account"], people)
 
-        def invoice(number, customer, amount, currency="usd"):
-            return {
-                "invoice_id": f"INV-{number}",
-                "customer_id": customer,
-                "amount": amount,
-                "currency": currency,
-            }
-
-        def supplier_wire(reference, amount, name="Northwind Traders GmbH"):
-            return {
-                "amount": amount,
-                "currency": "EUR",
-                "beneficiary_name": name,
-                "beneficiary_iban": IBAN,
-                "beneficiary_bic": BIC,
-                "reference": reference,
-                "remittance_email": "ap@northwind.example",
-            }
-
+    def _invoice_runs(self, pay, pay_v1, people):
+        """Payments: straight through, retried, declined, approved with an override, rejected,
+        waiting for a reviewer and cancelled."""
+        operator = people["operator"]
+        reviewer, controller = people["reviewer"], people["controller"]
         with transaction.atomic():
             # Old version, still visible in history.
             self._start(pay_v1, invoice(10001, "cust_acme", 750000), user=operator)
@@ -219,7 +197,9 @@ class Command(BaseCommand):
         cancelled = self._start(pay, invoice(10010, "cust_oscorp", 610000), user=operator)
         cancel_run(run=cancelled, user=operator, reason="Customer paid by bank transfer instead")
 
-        # Credit checks: approved, declined, and a bureau that never answers.
+    def _credit_check_runs(self, credit, people):
+        """Credit checks: approved, declined, and a bureau that never answers."""
+        operator = people["operator"]
         self._start(
             credit,
             {
@@ -268,7 +248,10 @@ class Command(BaseCommand):
             environment="live",
         )
 
-        # Supplier wires: one paid, one waiting for treasury, one retrying at the bank.
+    def _supplier_wire_runs(self, wire, people):
+        """Supplier wires: one paid, one waiting for treasury, one retrying at the bank."""
+        operator = people["operator"]
+        reviewer, controller = people["reviewer"], people["controller"]
         paid_wire = self._start(wire, supplier_wire("PO-2291", 1845000), user=operator)
         approve(request=self._review(paid_wire), reviewer=reviewer)
         self._drive(paid_wire)
@@ -277,7 +260,9 @@ class Command(BaseCommand):
         approve(request=self._review(retrying), reviewer=controller)
         self._drive(retrying)
 
-        # Account closures.
+    def _account_closure_runs(self, close, people):
+        """Account closures: with a balance transfer, for fraud, and an overdrawn account."""
+        operator = people["operator"]
         self._start(
             close,
             {
@@ -301,3 +286,26 @@ class Command(BaseCommand):
                 "customer_email": "lee.poe@example.com",
             },
         )
+
+
+def invoice(number, customer, amount, currency="usd") -> dict:
+    """Inputs of a Pay invoice run."""
+    return {
+        "invoice_id": f"INV-{number}",
+        "customer_id": customer,
+        "amount": amount,
+        "currency": currency,
+    }
+
+
+def supplier_wire(reference, amount, name="Northwind Traders GmbH") -> dict:
+    """Inputs of a Supplier wire run to the demo beneficiary's account."""
+    return {
+        "amount": amount,
+        "currency": "EUR",
+        "beneficiary_name": name,
+        "beneficiary_iban": IBAN,
+        "beneficiary_bic": BIC,
+        "reference": reference,
+        "remittance_email": "ap@northwind.example",
+    }
