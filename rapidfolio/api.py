@@ -13,10 +13,10 @@ from django.views.decorators.csp import csp_override
 from ninja import NinjaAPI, Swagger
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from procedures.api import router as procedures_router
-from rapidfolio.api_auth import API_KEY_AUTH, ApiError, StrictJSONParser
 from runs.api import router as runs_router
+from runs.api_auth import API_KEY_AUTH, ApiError, StrictJSONParser
 from runs.errors import RunError
+from runs.procedures_api import router as procedures_router
 
 HTTP_ERROR_CODES = {
     400: "bad_request",

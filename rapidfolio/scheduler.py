@@ -10,21 +10,18 @@ import threading
 
 from django.db import close_old_connections
 
+from runs.services import reap_stuck_runs
+from runs.triggers.cron import fire_due_cron_triggers
+
 logger = logging.getLogger(__name__)
 
 TICK_SECONDS = 10
 
 
 def tick() -> None:
-    from runs.services import reap_stuck_runs
-
     reaped = reap_stuck_runs()
     if reaped:
         logger.warning("re-enqueued %d stuck run(s)", len(reaped))
-    try:
-        from procedures.cron import fire_due_cron_triggers
-    except ImportError:  # cron triggers arrive with the triggers module
-        return
     fire_due_cron_triggers()
 
 

@@ -3,11 +3,13 @@
 import json
 
 from django.conf import settings
-from django.http import QueryDict
+from django.http import HttpResponse, QueryDict
 from django.urls import reverse
 from ninja import Header, Query, Router, Status
+from ninja.renderers import JSONRenderer
 
-from rapidfolio.api_auth import (
+from runs import selectors, services
+from runs.api_auth import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
     IDEMPOTENCY_KEY_PATTERN,
     ApiError,
@@ -16,7 +18,6 @@ from rapidfolio.api_auth import (
     not_found,
     require_environment,
 )
-from runs import selectors, services
 from runs.api_schemas import (
     ERRORS,
     ErrorOut,
@@ -25,9 +26,12 @@ from runs.api_schemas import (
     RunList,
     RunRef,
 )
-from runs.models import Run, duration_ms
+from runs.models import Run, RunStatus, duration_ms
 
 router = Router(tags=["runs"])
+
+# The API root (rapidfolio/api.py) keeps ninja's default renderer; get_run renders with it too.
+RENDERER = JSONRenderer()
 
 IdempotencyKey = Header(
     None,
@@ -81,7 +85,7 @@ def _starter(run: Run) -> dict:
 
 
 def _failure(run: Run) -> dict | None:
-    if run.status != "failed":
+    if run.status != RunStatus.FAILED:
         return None
     step = run.failed_step
     return {
@@ -260,9 +264,10 @@ def get_run(request, run_id: str):
     steps, events = body.pop("steps"), body.pop("events")
     answer = RunDetail.model_validate({**body, "steps": [], "events": []}).model_dump()
     answer["steps"], answer["events"] = steps, events
-    from rapidfolio.api import api  # the NinjaAPI this router is mounted on (imports us)
-
-    return api.create_response(request, answer, status=200)
+    return HttpResponse(
+        RENDERER.render(request, answer, response_status=200),
+        content_type=f"{RENDERER.media_type}; charset={RENDERER.charset}",
+    )
 
 
 @router.post(

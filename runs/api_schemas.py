@@ -6,11 +6,14 @@ from typing import Any, Literal
 from ninja import Schema
 from pydantic import Field
 
+from procedures.models import Environment
+from runs.models import RunStatus, RunType
 from runs.selectors import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
-EnvironmentName = Literal["sandbox", "live"]
-RunStatusName = Literal["pending", "running", "awaiting_review", "completed", "failed", "cancelled"]
-RunTypeName = Literal["api", "trigger", "manual"]
+# The models' choices as plain string enums: the OpenAPI document lists their values inline.
+EnvironmentName = Literal[tuple(Environment.values)]
+RunStatusName = Literal[tuple(RunStatus.values)]
+RunTypeName = Literal[tuple(RunType.values)]
 
 
 class ErrorBody(Schema):
@@ -123,6 +126,7 @@ class Override(Schema):
 
 
 class DecisionOut(Schema):
+    # reviews.models.Decision's values, written out: runs does not import reviews.
     decision: Literal["approved", "rejected"]
     reviewer: str
     comment: str

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
-from procedures.cron import fire_due_cron_triggers
 from procedures.models import Trigger, TriggerEvent
 from rapidfolio import scheduler
 from runs.models import Run, RunType
+from runs.triggers.cron import fire_due_cron_triggers
 from tests.conftest import needs_postgres
 
 CREATED = datetime(2026, 6, 1, 8, 30, tzinfo=UTC)

@@ -4,7 +4,7 @@ Deduplication rests on the database: TriggerEvent is unique per (trigger, extern
 run points at its TriggerEvent one-to-one, so a redelivered event (or two deliveries racing)
 can never start a second run. The event row and the run are written in one transaction.
 
-Outcomes recorded on the TriggerEvent:
+Outcomes recorded on the TriggerEvent (TriggerOutcome):
 - `started`: a run was started;
 - `ignored`: the event type is not one this trigger starts runs for;
 - `invalid_inputs`: the input mapping failed or its result does not match the procedure's
@@ -22,8 +22,8 @@ import stripe
 from django.db import IntegrityError, transaction
 
 from procedures.expressions import ExpressionError, resolve
-from procedures.models import RejectedDelivery, Trigger, TriggerEvent
-from rapidfolio.api_auth import parse_json_body
+from procedures.models import RejectedDelivery, Trigger, TriggerEvent, TriggerOutcome
+from runs.api_auth import parse_json_body
 from runs.errors import InputValidationError
 from runs.models import RunType
 from runs.services import start_run
@@ -119,6 +119,29 @@ def linear_signature(body: bytes, secret: str) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def _linear_signature_matches(body: bytes, signature: str | None, secret: str) -> bool:
+    if not signature or not secret:
+        return False
+    expected = linear_signature(body, secret)
+    return hmac.compare_digest(expected.encode(), signature.strip().encode("utf-8", "replace"))
+
+
+def _linear_timestamp_is_fresh(sent_at_ms, now: float) -> bool:
+    return (
+        isinstance(sent_at_ms, int | float)
+        and not isinstance(sent_at_ms, bool)
+        and abs(now * 1000 - sent_at_ms) <= LINEAR_TIMESTAMP_TOLERANCE_SECONDS * 1000
+    )
+
+
+def _linear_external_id(payload: dict, delivery_id: str | None) -> str:
+    """The Linear-Delivery header, else webhookId:createdAt; "" when there is neither."""
+    external_id = (delivery_id or "").strip()
+    if not external_id and payload.get("webhookId") and payload.get("createdAt"):
+        external_id = f"{payload['webhookId']}:{payload['createdAt']}"
+    return external_id
+
+
 def receive_linear(
     *,
     trigger: Trigger,
@@ -131,13 +154,7 @@ def receive_linear(
     """Verify a Linear webhook (HMAC-SHA256 of the raw body, timestamp within 60 s), then
     accept the event. Runs start for issue-created events unless the trigger lists others
     as `<type>.<action>`."""
-    secret = trigger.get_signing_secret()
-    expected = linear_signature(body, secret) if secret else ""
-    if (
-        not signature
-        or not expected
-        or not hmac.compare_digest(expected.encode(), signature.strip().encode("utf-8", "replace"))
-    ):
+    if not _linear_signature_matches(body, signature, trigger.get_signing_secret()):
         reject(
             trigger=trigger,
             reason="Linear signature rejected: missing or not matching the signing secret.",
@@ -152,22 +169,15 @@ def receive_linear(
             remote_addr=remote_addr,
             body=body,
         )
-    sent_at_ms = payload.get("webhookTimestamp")
     now = time.time() if now is None else now
-    if (
-        not isinstance(sent_at_ms, int | float)
-        or isinstance(sent_at_ms, bool)
-        or abs(now * 1000 - sent_at_ms) > LINEAR_TIMESTAMP_TOLERANCE_SECONDS * 1000
-    ):
+    if not _linear_timestamp_is_fresh(payload.get("webhookTimestamp"), now):
         reject(
             trigger=trigger,
             reason="Linear webhookTimestamp missing or more than 60 s away (possible replay).",
             remote_addr=remote_addr,
             body=body,
         )
-    external_id = (delivery_id or "").strip()
-    if not external_id and payload.get("webhookId") and payload.get("createdAt"):
-        external_id = f"{payload['webhookId']}:{payload['createdAt']}"
+    external_id = _linear_external_id(payload, delivery_id)
     if not external_id:
         reject(
             trigger=trigger,
@@ -212,10 +222,10 @@ def accept_event(
                 external_id=external_id,
                 event_type=event_type,
                 payload=payload,
-                outcome="started",
+                outcome=TriggerOutcome.STARTED,
             )
             outcome, detail = _start(trigger, event, wanted)
-            if outcome != "started":
+            if outcome != TriggerOutcome.STARTED:
                 event.outcome, event.detail = outcome, detail
                 event.save(update_fields=["outcome", "detail"])
     except IntegrityError:
@@ -235,12 +245,15 @@ def _existing(trigger: Trigger, external_id: str) -> TriggerEvent | None:
     )
 
 
-def _start(trigger: Trigger, event: TriggerEvent, wanted: bool) -> tuple[str, str]:
+def _start(trigger: Trigger, event: TriggerEvent, wanted: bool) -> tuple[TriggerOutcome, str]:
     if not wanted:
-        return "ignored", f"Event type {event.event_type!r} does not start runs of this trigger."
+        return (
+            TriggerOutcome.IGNORED,
+            f"Event type {event.event_type!r} does not start runs of this trigger.",
+        )
     version = trigger.procedure.current_version
     if version is None:
-        return "no_version", f"Procedure {trigger.procedure.name} has no version yet."
+        return TriggerOutcome.NO_VERSION, f"Procedure {trigger.procedure.name} has no version yet."
     try:
         inputs = map_inputs(trigger, event.payload)
         start_run(
@@ -252,7 +265,7 @@ def _start(trigger: Trigger, event: TriggerEvent, wanted: bool) -> tuple[str, st
             trigger_event=event,
         )
     except ExpressionError as exc:
-        return "invalid_inputs", f"The input mapping failed: {exc}"
+        return TriggerOutcome.INVALID_INPUTS, f"The input mapping failed: {exc}"
     except InputValidationError as exc:
-        return "invalid_inputs", exc.message
-    return "started", ""
+        return TriggerOutcome.INVALID_INPUTS, exc.message
+    return TriggerOutcome.STARTED, ""

@@ -25,7 +25,7 @@ from croniter import CroniterError, croniter
 from django.utils import timezone
 
 from procedures.models import Trigger, TriggerEvent, TriggerKind
-from procedures.trigger_services import Receipt, accept_event
+from runs.triggers.services import Receipt, accept_event
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ Answers (JSON):
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from procedures import trigger_services
-from procedures.models import Trigger, TriggerKind
+from procedures.models import Trigger, TriggerKind, TriggerOutcome
+from runs.triggers import services
 
 
 def _error(status: int, code: str, message: str) -> JsonResponse:
@@ -34,7 +34,7 @@ def _trigger(public_id: str, kind: str) -> Trigger | None:
     )
 
 
-def _answer(receipt: trigger_services.Receipt) -> JsonResponse:
+def _answer(receipt: services.Receipt) -> JsonResponse:
     event = receipt.event
     run = receipt.run
     body = {
@@ -44,9 +44,9 @@ def _answer(receipt: trigger_services.Receipt) -> JsonResponse:
     }
     if receipt.duplicate:
         return JsonResponse({**body, "duplicate": True}, status=200)
-    if event.outcome == "started":
+    if event.outcome == TriggerOutcome.STARTED:
         return JsonResponse(body, status=202)
-    if event.outcome == "ignored":
+    if event.outcome == TriggerOutcome.IGNORED:
         return JsonResponse({**body, "ignored": event.detail}, status=200)
     return JsonResponse({**body, "detail": event.detail}, status=200)
 
@@ -61,7 +61,7 @@ def _receive(request, public_id: str, kind: str, receive) -> JsonResponse:
         return _error(404, "not_found", f"No enabled {kind} trigger with id {public_id!r}.")
     try:
         receipt = receive(trigger, request.META.get("REMOTE_ADDR", ""))
-    except trigger_services.DeliveryRejected as exc:
+    except services.DeliveryRejected as exc:
         return _error(400, "delivery_rejected", exc.reason)
     return _answer(receipt)
 
@@ -72,7 +72,7 @@ def stripe_hook(request, public_id: str):
         request,
         public_id,
         TriggerKind.STRIPE,
-        lambda trigger, remote_addr: trigger_services.receive_stripe(
+        lambda trigger, remote_addr: services.receive_stripe(
             trigger=trigger,
             body=request.body,
             signature=request.headers.get("Stripe-Signature"),
@@ -87,7 +87,7 @@ def linear_hook(request, public_id: str):
         request,
         public_id,
         TriggerKind.LINEAR,
-        lambda trigger, remote_addr: trigger_services.receive_linear(
+        lambda trigger, remote_addr: services.receive_linear(
             trigger=trigger,
             body=request.body,
             signature=request.headers.get("Linear-Signature"),

@@ -1,6 +1,6 @@
 from django.urls import re_path
 
-from procedures import hooks
+from runs.triggers import hooks
 
 app_name = "hooks"
 

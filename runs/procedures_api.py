@@ -4,16 +4,16 @@ from typing import Any
 
 from ninja import Body, Router, Status
 
-from procedures.models import Procedure, current_version_by_public_id
-from rapidfolio.api_auth import (
+from procedures.models import Procedure
+from runs import services, sql
+from runs.api import IdempotencyKey, run_ref
+from runs.api_auth import (
     ApiError,
     idempotent,
     is_public_id,
     not_found,
     require_environment,
 )
-from runs import services
-from runs.api import IdempotencyKey, run_ref
 from runs.api_schemas import (
     ERRORS,
     EnvironmentName,
@@ -77,7 +77,7 @@ def start_run(
     idempotency_key: str | None = IdempotencyKey,
 ):
     api_key = request.auth
-    version = current_version_by_public_id(procedure_id) if is_public_id(procedure_id) else None
+    version = sql.current_version(procedure_id) if is_public_id(procedure_id) else None
     if version is None:
         # Rare: tell an unknown procedure (404) from one without a version yet (409).
         _procedure(procedure_id)

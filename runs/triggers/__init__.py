@@ -1,0 +1,3 @@
+"""Triggers start runs from outside events: Stripe and Linear webhooks (hooks.py, urls.py) and
+cron schedules (cron.py), all through services.accept_event. The Trigger, TriggerEvent and
+RejectedDelivery models, and the checks of a trigger's configuration, live in procedures."""
