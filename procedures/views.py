@@ -1,22 +1,15 @@
-"""Procedure pages: the list, and one procedure with its Run form, versions and recent runs."""
+"""The Procedures list page, and the readable definition the procedure page shows.
 
-from django.contrib import messages
+The procedure page itself and its Run action are in runs.procedure_views (they list and start
+runs, and procedures sits below runs); runs.procedure_urls routes all three.
+"""
+
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Max
-from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseLocation
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
 
-from procedures.forms import run_form
 from procedures.models import Procedure
-from rapidfolio.views import forbidden, is_swap, render_page
-from runs.errors import InputValidationError, RunError
-from runs.models import RunType
-from runs.selectors import list_runs
-from runs.services import start_run
-
-RECENT_RUNS = 10
 
 
 @login_required
@@ -26,66 +19,6 @@ def procedure_list(request):
         version_count=Count("versions"), latest_version=Max("versions__number")
     ).order_by("name")
     return render(request, "procedures/list.html", {"nav": "procedures", "procedures": procedures})
-
-
-@login_required
-@require_GET
-def procedure_detail(request, public_id):
-    procedure = get_object_or_404(Procedure, public_id=public_id)
-    return _render_detail(request, procedure)
-
-
-@login_required
-@require_POST
-def start(request, public_id):
-    procedure = get_object_or_404(Procedure, public_id=public_id)
-    version = procedure.current_version
-    if version is None:
-        return forbidden(request, "This procedure has no version to run yet.")
-    if not request.user.has_perm("runs.start_run"):
-        return forbidden(request, "You do not have permission to start runs.")
-    form = run_form(version.input_schema, data=request.POST)
-    if form.is_valid():
-        try:
-            run = start_run(
-                version=version,
-                environment=form.environment(),
-                inputs=form.inputs(),
-                type=RunType.MANUAL,
-                user=request.user,
-            )
-        except InputValidationError as exc:
-            form.add_input_errors(exc.details)
-        except RunError as exc:
-            if exc.status_code == 403:
-                return forbidden(request, exc.message)
-            form.add_error(None, exc.message)
-        else:
-            messages.success(request, f"Run {run.public_id} started in {run.environment}.")
-            url = reverse("runs:detail", args=[run.public_id])
-            # HTMX navigates to the new run without reloading the page.
-            return HttpResponseLocation(url, target="body") if is_swap(request) else redirect(url)
-    return _render_detail(request, procedure, form=form, status=422)
-
-
-def _render_detail(request, procedure: Procedure, *, form=None, status=200):
-    versions = list(procedure.versions.select_related("created_by").order_by("-number"))
-    current = versions[0] if versions else None
-    can_start = request.user.has_perm("runs.start_run")
-    if form is None and current is not None and can_start:
-        form = run_form(current.input_schema)
-    context = {
-        "nav": "procedures",
-        "procedure": procedure,
-        "current": current,
-        "versions": [(version, readable_nodes(version.definition)) for version in versions],
-        "form": form,
-        "can_start": can_start,
-        "recent_runs": list_runs({"procedure": procedure.public_id}, page_size=RECENT_RUNS).runs,
-    }
-    return render_page(
-        request, "procedures/detail.html", context, partial="run-form", status=status
-    )
 
 
 def readable_nodes(definition: dict) -> list[dict]:

@@ -1,16 +1,12 @@
-"""The home page and the few helpers every dashboard view shares.
+"""The few helpers every dashboard view shares (the apps' views import them; this imports no app).
 
 HTMX asks for part of a page (`request.htmx`); the same URL answers a plain GET, a history
 restore or a bookmark with the whole page, so every swap is also a deep link.
 """
 
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
 from django_htmx.http import reswap, retarget
-
-from reviews.selectors import reviews_awaiting_decision
-from runs.selectors import list_runs
 
 
 def is_swap(request) -> bool:
@@ -33,13 +29,3 @@ def forbidden(request, reason: str):
         response = render(request, "403.html#reason", {"exception": reason}, status=403)
         return reswap(retarget(response, "#flash"), "innerHTML")
     return render(request, "403.html", {"exception": reason}, status=403)
-
-
-@login_required
-def home(request):
-    context = {
-        "nav": "home",
-        "waiting_reviews": reviews_awaiting_decision(request.user)[:5],
-        "recent_runs": list_runs({}, page_size=8).runs,
-    }
-    return render(request, "home.html", context)

@@ -1,4 +1,8 @@
-"""The review queue and the Approve / Reject actions (shown on the run page)."""
+"""The home page, the review queue and the Approve / Reject actions (shown on the run page).
+
+The home page lives here because it shows both reviews and runs, and reviews is the app that
+may import runs.
+"""
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, render
@@ -11,7 +15,18 @@ from reviews.forms import DecisionForm
 from reviews.models import ReviewRequest
 from reviews.selectors import key_values, reviews_awaiting_decision
 from runs.errors import RunError
+from runs.selectors import list_runs
 from runs.views import after_action, refuse, render_run_page, requested_tab
+
+
+@login_required
+def home(request):
+    context = {
+        "nav": "home",
+        "waiting_reviews": reviews_awaiting_decision(request.user)[:5],
+        "recent_runs": list_runs({}, page_size=8).runs,
+    }
+    return render(request, "home.html", context)
 
 
 @login_required
@@ -59,7 +74,9 @@ def _decide(request, public_id: str, *, approve: bool):
             )
     except InvalidOverrides as exc:
         form.add_override_errors(exc.details)
-        return render_run_page(request, run, requested_tab(request), review_form=form, status=422)
+        tab = requested_tab(request)
+        context = {"review_form": form}  # the review panel shows it, errors beside the fields
+        return render_run_page(request, run, tab, extra_context=context, status=422)
     except RunError as exc:
         return refuse(request, run, exc)
     verdict = "Approved; the run continues." if approve else "Rejected; the run has failed."

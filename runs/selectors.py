@@ -261,19 +261,21 @@ class RunRecord:
     events: list
 
 
+def _related_rows(related_name: str) -> QuerySet:
+    """All rows of the model that points at runs as `related_name`, found through the relation.
+
+    Review requests are part of the run's record; this reads them without importing reviews.
+    """
+    return Run._meta.get_field(related_name).related_model._default_manager.all()
+
+
 def run_with_everything(public_id: str) -> RunRecord:
     """The whole record for the API; raises Run.DoesNotExist."""
-    from reviews.models import ReviewRequest
-
+    review_requests = _related_rows("review_requests").select_related("decision__reviewer")
     run = (
         Run.objects.select_related(*RUN_HEADER_RELATIONS)
         .prefetch_related(
-            Prefetch(
-                "review_requests",
-                queryset=ReviewRequest.objects.select_related("decision__reviewer").order_by(
-                    "created_at"
-                ),
-            ),
+            Prefetch("review_requests", queryset=review_requests.order_by("created_at")),
             "retries",
         )
         .get(public_id=public_id)

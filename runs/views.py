@@ -8,8 +8,6 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from rapidfolio.views import forbidden, is_swap, render_page
-from reviews.forms import DecisionForm
-from reviews.services import refusal_reason
 from runs import selectors
 from runs.errors import RunError
 from runs.filters import RunFilter
@@ -124,12 +122,16 @@ def requested_tab(request) -> str:
 
 
 def render_run_page(
-    request, run, tab, *, review_form=None, notice="", error="", status=200, verify=False
+    request, run, tab, *, extra_context=None, notice="", error="", status=200, verify=False
 ):
-    """The run page, or the part HTMX targets: the tab strip and panel, or the whole run."""
+    """The run page, or the part HTMX targets: the tab strip and panel, or the whole run.
+
+    `extra_context` is for the parts other apps plug into the page by template tag (the review
+    panel takes its bound form from there, so its errors show beside the fields).
+    """
     partial = "run-tabs" if request.htmx and request.htmx.target == "run-tabs" else "run-page"
-    context = run_page_context(request, run, tab, review_form=review_form, verify=verify)
-    context.update(notice=notice, error=error)
+    context = run_page_context(request, run, tab, verify=verify)
+    context.update(extra_context or {}, notice=notice, error=error)
     return render_page(request, "runs/detail.html", context, partial=partial, status=status)
 
 
@@ -140,8 +142,12 @@ def _page_start(request) -> int:
         return 1
 
 
-def run_page_context(request, run: Run, tab: str, *, review_form=None, verify=False) -> dict:
-    """What the run page shows; each tab reads only what it displays."""
+def run_page_context(request, run: Run, tab: str, *, verify=False) -> dict:
+    """What the run page shows; each tab reads only what it displays.
+
+    The run's review requests and decisions are part of its record, read through their related
+    names; the pending one's panel (who may decide, the form) is the review_panel tag's.
+    """
     user = request.user
     review_requests = list(run.review_requests.select_related("decision__reviewer"))
     pending_review = next(
@@ -150,9 +156,6 @@ def run_page_context(request, run: Run, tab: str, *, review_form=None, verify=Fa
     )
     if run.status != RunStatus.AWAITING_REVIEW:
         pending_review = None
-    review_refusal = refusal_reason(pending_review, user) if pending_review else None
-    if pending_review and not review_refusal and review_form is None:
-        review_form = DecisionForm(pending_review)
     retries = list(run.retries.order_by("created_at"))
     return {
         "nav": "runs",
@@ -171,8 +174,6 @@ def run_page_context(request, run: Run, tab: str, *, review_form=None, verify=Fa
         "reviews_by_step": {r.step_sequence: r for r in review_requests},
         "review_requests": review_requests,
         "pending_review": pending_review,
-        "review_refusal": review_refusal,
-        "review_form": review_form,
         "retries": retries,
         # Verified on request (see `integrity`), unless this page is that request.
         "verification": verify_run(run) if verify else None,

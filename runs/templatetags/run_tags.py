@@ -1,9 +1,12 @@
-"""Formatting for the run pages: durations, audited JSON, event values, the review count."""
+"""Formatting for the run pages: durations, audited JSON, event values, statuses, step links."""
 
 import datetime
 import json
 
 from django import template
+
+from runs.models import RunStatus
+from runs.selectors import STEP_PAGE_SIZE, page_start
 
 register = template.Library()
 
@@ -67,16 +70,6 @@ def items_list(value) -> list:
     return list(value.items()) if isinstance(value, dict) else []
 
 
-@register.simple_tag
-def waiting_review_count(user) -> int:
-    """How many reviews wait for a decision this user may take (the nav bar's badge)."""
-    from reviews.selectors import reviews_awaiting_decision
-
-    if not user.is_authenticated:
-        return 0
-    return reviews_awaiting_decision(user).count()
-
-
 @register.filter
 def lookup(mapping, key):
     """mapping[key] in a template, or None."""
@@ -88,8 +81,6 @@ def lookup(mapping, key):
 
 @register.filter
 def status_label(value: str) -> str:
-    from runs.models import RunStatus
-
     try:
         return RunStatus(value).label
     except ValueError:
@@ -99,7 +90,5 @@ def status_label(value: str) -> str:
 @register.filter
 def step_anchor(sequence) -> str:
     """The query and fragment that open the step-log page showing step `sequence`."""
-    from runs.selectors import STEP_PAGE_SIZE, page_start
-
     start = page_start(int(sequence), STEP_PAGE_SIZE)
     return f"{'' if start == 1 else f'?start={start}'}#step-{sequence}"
