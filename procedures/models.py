@@ -1,8 +1,9 @@
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, models
+from django.db import models
 
-from rapidfolio import crypto, ids, rows
+from procedures.definition import clean_version_definition
+from rapidfolio import crypto, ids
 
 
 class Environment(models.TextChoices):
@@ -30,32 +31,6 @@ class Procedure(models.Model):
         if version is not None:
             version.procedure = self  # the caller has it: no second query for it
         return version
-
-
-def current_version_by_public_id(public_id: str) -> "ProcedureVersion | None":
-    """The newest version of the procedure with this public id, with the procedure's id,
-    public id and name loaded (the rest on access): one query, for starting runs. None when
-    there is no such procedure or it has no version.
-
-    Plain SQL (rapidfolio.rows) because every API start runs it, and compiling the equivalent
-    `select_related(...).filter(...).order_by(...).first()` costs several times the query.
-    """
-    versions, procedures = ProcedureVersion._meta.db_table, Procedure._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {rows.columns(ProcedureVersion, 'v')}, p.public_id, p.name "
-            f"FROM {versions} v JOIN {procedures} p ON p.id = v.procedure_id "
-            "WHERE p.public_id = %s ORDER BY v.number DESC LIMIT 1",
-            [public_id],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    version = rows.build(ProcedureVersion, row)
-    version.procedure = Procedure.from_db(
-        version._state.db, ["id", "public_id", "name"], [version.procedure_id, *row[-2:]]
-    )
-    return version
 
 
 class ProcedureVersion(models.Model):
@@ -93,8 +68,6 @@ class ProcedureVersion(models.Model):
         super().save(*args, **kwargs)
 
     def clean(self):
-        from procedures.definition import clean_version_definition
-
         clean_version_definition(self.definition)
 
     @property
@@ -185,6 +158,15 @@ class Trigger(models.Model):
         return crypto.decrypt(self.encrypted_signing_secret)
 
 
+class TriggerOutcome(models.TextChoices):
+    """What became of an accepted event (runs/triggers/services.py explains each)."""
+
+    STARTED = "started", "Run started"
+    IGNORED = "ignored", "Ignored (event type not subscribed)"
+    INVALID_INPUTS = "invalid_inputs", "Invalid inputs"
+    NO_VERSION = "no_version", "No version to run"
+
+
 class TriggerEvent(models.Model):
     """An accepted outside event (or a cron firing). Unique per trigger: the deduplication key."""
 
@@ -193,8 +175,9 @@ class TriggerEvent(models.Model):
     event_type = models.CharField(max_length=100, blank=True)
     payload = models.JSONField(default=dict)
     received_at = models.DateTimeField(auto_now_add=True)
-    # started | ignored (event type not subscribed) | invalid_inputs | no_version
-    outcome = models.CharField(max_length=20, default="started")
+    outcome = models.CharField(
+        max_length=20, choices=TriggerOutcome.choices, default=TriggerOutcome.STARTED
+    )
     detail = models.TextField(blank=True)
 
     class Meta:

@@ -12,5 +12,12 @@ class ReviewsConfig(AppConfig):
     name = "reviews"
 
     def ready(self):
+        # Imported here, not at the top: Django loads apps.py before the models exist.
+        from reviews import integrity
+        from reviews.nodes import HumanReviewNode
+        from runs.engine import registry
+
         # Runs after auth has created this app's permissions (reviews is the last of our apps).
         post_migrate.connect(_ensure_roles, sender=self, dispatch_uid="rapidfolio_roles")
+        registry.register(HumanReviewNode())
+        integrity.register()

@@ -4,13 +4,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from procedures.inputs import input_errors
+from procedures.node_types import NodeType
 from reviews.errors import InvalidOverrides, ReviewAlreadyDecided, ReviewNotAllowed
+from reviews.integrity import REVIEW_DECIDED, decision_digest
 from reviews.models import Decision, ReviewDecision, ReviewRequest
-from runs import lifecycle
-from runs.events import append_event
-from runs.integrity import decision_digest, step_digest
-from runs.models import FailureKind, RunStatus, Step, StepStatus
-from runs.services import actor_label, enqueue_execution
+from runs import dispatch
+from runs.models import FailureKind, RunStatus, StepStatus
+from runs.services import actor_label
+from runs.writer import RunWriter
 
 DECIDE_PERMISSION = "reviews.decide_review"
 
@@ -56,9 +57,11 @@ def validate_overrides(request: ReviewRequest, overrides: dict | None) -> list[d
 def _decide(
     *, request: ReviewRequest, reviewer, decision: str, comment: str, overrides: dict | None
 ) -> ReviewDecision:
+    """Record the decision (this app's row) and, through the run's writer in the same
+    transaction, its event, the review's step and the run's transition."""
     with transaction.atomic():
-        run = lifecycle.lock(request.run)
-        request.run = run
+        writer = RunWriter.lock(request.run)
+        run = request.run = writer.run
         reason = refusal_reason(request, reviewer)
         if reason:
             raise ReviewNotAllowed(reason)
@@ -67,26 +70,10 @@ def _decide(
         if run.status != RunStatus.AWAITING_REVIEW:
             raise ReviewAlreadyDecided(f"Run {run.public_id} is {run.status}, not awaiting review.")
         changes = validate_overrides(request, overrides) if decision == Decision.APPROVED else []
-        try:
-            with transaction.atomic():
-                record = ReviewDecision.objects.create(
-                    request=request,
-                    run=run,
-                    reviewer=reviewer,
-                    decision=decision,
-                    comment=comment or "",
-                    shown_values=request.shown_values,
-                    overrides=changes,
-                    decided_at=timezone.now(),
-                )
-        except IntegrityError as exc:
-            raise ReviewAlreadyDecided(
-                f"Review {request.public_id} has already been decided."
-            ) from exc
+        record = _create_decision(request, reviewer, decision, comment, changes)
         actor = actor_label(user=reviewer)
-        append_event(
-            run,
-            "review.decided",
+        writer.append_event(
+            REVIEW_DECIDED,
             actor=actor,
             data={
                 "review": request.public_id,
@@ -96,46 +83,57 @@ def _decide(
                 "sha256": decision_digest(record),
             },
         )
-        values = {**request.shown_values, **{c["field"]: c["after"] for c in changes}}
-        now = timezone.now()
-        step = Step.objects.create(
-            run=run,
-            sequence=request.step_sequence,
-            node_id=request.node_id,
-            node_type="human_review",
-            status=StepStatus.SUCCEEDED if decision == Decision.APPROVED else StepStatus.FAILED,
-            input=request.shown_values,
-            output=values if decision == Decision.APPROVED else None,
-            error="" if decision == Decision.APPROVED else _rejection_text(reviewer, comment),
-            error_kind="" if decision == Decision.APPROVED else FailureKind.REJECTED,
-            started_at=request.created_at,
-            finished_at=now,
-        )
-        append_event(
-            run,
-            "step.recorded",
-            actor=actor,
-            data={
-                "step": step.sequence,
-                "node": step.node_id,
-                "status": step.status,
-                "attempt": 1,
-                "sha256": step_digest(step),
-            },
-        )
+        _record_outcome(writer, request, record, actor)
+        writer.flush()
         if decision == Decision.APPROVED:
-            lifecycle.transition(run, RunStatus.RUNNING, actor=actor)
-            enqueue_execution(run, resume=True)
-        else:
-            lifecycle.transition(
-                run,
-                RunStatus.FAILED,
-                actor=actor,
-                reason=_rejection_text(reviewer, comment),
-                failure_kind=FailureKind.REJECTED,
-                failed_step=step,
-            )
+            dispatch.enqueue_execution(run, resume=True)
     return record
+
+
+def _create_decision(request, reviewer, decision, comment, changes) -> ReviewDecision:
+    try:
+        with transaction.atomic():
+            return ReviewDecision.objects.create(
+                request=request,
+                run=request.run,
+                reviewer=reviewer,
+                decision=decision,
+                comment=comment or "",
+                shown_values=request.shown_values,
+                overrides=changes,
+                decided_at=timezone.now(),
+            )
+    except IntegrityError as exc:
+        raise ReviewAlreadyDecided(f"Review {request.public_id} has already been decided.") from exc
+
+
+def _record_outcome(writer: RunWriter, request, record: ReviewDecision, actor: str) -> None:
+    """The review's step (the values it goes on with, or the rejection) and the transition."""
+    approved = record.decision == Decision.APPROVED
+    rejection = "" if approved else _rejection_text(record.reviewer, record.comment)
+    values = {**request.shown_values, **{c["field"]: c["after"] for c in record.overrides}}
+    step = writer.add_step(
+        sequence=request.step_sequence,
+        actor=actor,
+        node_id=request.node_id,
+        node_type=NodeType.HUMAN_REVIEW,
+        status=StepStatus.SUCCEEDED if approved else StepStatus.FAILED,
+        input=request.shown_values,
+        output=values if approved else None,
+        error=rejection,
+        error_kind="" if approved else FailureKind.REJECTED,
+        started_at=request.created_at,
+    )
+    if approved:
+        writer.transition(RunStatus.RUNNING, actor=actor)
+    else:
+        writer.transition(
+            RunStatus.FAILED,
+            actor=actor,
+            reason=rejection,
+            failure_kind=FailureKind.REJECTED,
+            failed_step=step,
+        )
 
 
 def _rejection_text(reviewer, comment: str) -> str:

@@ -3,10 +3,9 @@
 import hashlib
 import secrets
 
-from django.db import connection
 from django.utils import timezone
 
-from rapidfolio import rows
+from runs import sql
 from runs.models import ApiKey
 
 KEY_PREFIX = {"sandbox": "rf_test_", "live": "rf_live_"}
@@ -33,16 +32,9 @@ def authenticate(raw_key: str) -> ApiKey | None:
     """The active key for `raw_key`, with its last-used time recorded, or None."""
     if not raw_key:
         return None
-    # Plain SQL (rapidfolio.rows): every API request authenticates, and compiling the ORM
-    # query cost more than running it. key_hash is unique.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {rows.columns(ApiKey, 'k')} FROM {ApiKey._meta.db_table} k "
-            "WHERE k.key_hash = %s AND k.revoked_at IS NULL",
-            [hash_key(raw_key)],
-        )
-        row = cursor.fetchone()
-    api_key = rows.build(ApiKey, row) if row is not None else None
+    # Plain SQL (runs.sql): every API request authenticates, and compiling the ORM query cost
+    # more than running it.
+    api_key = sql.active_api_key(hash_key(raw_key))
     if api_key is not None:
         now = timezone.now()
         # Only write when it moved noticeably: every request must not be an UPDATE.

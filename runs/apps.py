@@ -19,8 +19,13 @@ class RunsConfig(AppConfig):
     name = "runs"
 
     def ready(self):
+        # Imported here, not at the top: Django loads apps.py before the models exist.
+        from runs import tasks  # noqa: F401  (registers the actors with the broker)
         from runs.append_only import register_sqlite_functions
+        from runs.engine import registry
+        from runs.engine.nodes import BUILT_IN_NODES
 
         connection_created.connect(register_sqlite_functions, dispatch_uid="rapidfolio_sqlite_fns")
         post_migrate.connect(_reinstall_triggers, sender=self, dispatch_uid="rapidfolio_triggers")
-        from runs import tasks  # noqa: F401  (registers the actors with the broker)
+        for handler in BUILT_IN_NODES:
+            registry.register(handler)

@@ -1,13 +1,14 @@
 """Tamper evidence: the per-run hash chain of RunEvents and its verification.
 
 Each event's hash is sha256(prev_hash ‖ canonical JSON of the event). Events that record a
-step, a review request, a review decision, the inputs or the output carry a sha256 digest of
-that row's content, so editing any of them (or an event) breaks the chain at a point that
-`verify_run` can name.
+step, the inputs or the output carry a sha256 digest of that row's content, and so do the
+events that pin rows of apps above runs (review requests and decisions: `PinnedRows`), so
+editing any of them (or an event) breaks the chain at a point that `verify_run` can name.
 """
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from runs.selectors import event_rows, step_rows
@@ -23,7 +24,7 @@ def digest(value) -> str:
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()
 
 
-def _iso(moment) -> str | None:
+def iso(moment) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
@@ -44,7 +45,7 @@ def event_hash(
             "type": type,
             "actor": actor,
             "data": data,
-            "created_at": _iso(created_at),
+            "created_at": iso(created_at),
         }
     )
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
@@ -66,34 +67,8 @@ def step_digest(step) -> str:
             "idempotency_key": step.idempotency_key,
             "error": step.error,
             "error_kind": step.error_kind,
-            "started_at": _iso(step.started_at),
-            "finished_at": _iso(step.finished_at),
-        }
-    )
-
-
-def review_request_digest(request) -> str:
-    return digest(
-        {
-            "review": request.public_id,
-            "node_id": request.node_id,
-            "shown_values": request.shown_values,
-            "overridable_fields": request.overridable_fields,
-            "reviewer_group": request.reviewer_group,
-        }
-    )
-
-
-def decision_digest(decision) -> str:
-    return digest(
-        {
-            "review": decision.request.public_id,
-            "reviewer_id": decision.reviewer_id,
-            "decision": decision.decision,
-            "comment": decision.comment,
-            "shown_values": decision.shown_values,
-            "overrides": decision.overrides,
-            "decided_at": _iso(decision.decided_at),
+            "started_at": iso(step.started_at),
+            "finished_at": iso(step.finished_at),
         }
     )
 
@@ -115,6 +90,29 @@ def run_header(run) -> dict:
 
 
 @dataclass(frozen=True)
+class PinnedRows:
+    """Rows of another app that a run's events pin by digest (the reviews app's requests and
+    decisions), registered from that app's AppConfig.ready so runs imports no app above it.
+
+    Each event of `event_type` names its row by `data[key]` and carries `data["sha256"]`.
+    """
+
+    event_type: str
+    key: str
+    rows_of: Callable[[object], dict]  # run -> {key: row}
+    digest: Callable[[object], str]
+    describe: Callable[[str], str]  # key -> "review request rev_…"
+
+
+PINNED_ROWS: list[PinnedRows] = []
+
+
+def register_pinned_rows(pinned: PinnedRows) -> None:
+    if all(p.event_type != pinned.event_type for p in PINNED_ROWS):
+        PINNED_ROWS.append(pinned)
+
+
+@dataclass(frozen=True)
 class Verification:
     run_public_id: str
     intact: bool
@@ -127,31 +125,55 @@ class Verification:
         return f"{self.run_public_id}: BROKEN: {self.problem}"
 
 
+class Broken(Exception):
+    def __init__(self, problem: str, checked: int):
+        super().__init__(problem)
+        self.problem, self.checked = problem, checked
+
+
 def verify_run(run) -> Verification:
     """Recompute the chain and every digest it carries; name the first broken link."""
+    try:
+        checked = _ChainCheck(run).verify()
+    except Broken as broken:
+        return Verification(run.public_id, False, broken.problem, broken.checked)
+    return Verification(run.public_id, True, "", checked)
 
-    def broken(problem: str, checked: int) -> Verification:
-        return Verification(run.public_id, False, problem, checked)
 
-    events = event_rows(run)
-    steps = {step.sequence: step for step in step_rows(run)}
-    requests = {r.public_id: r for r in run.review_requests.all()}
-    decisions = {d.request.public_id: d for d in run.review_decisions.select_related("request")}
+class _ChainCheck:
+    def __init__(self, run):
+        self.run = run
+        self.events = event_rows(run)
+        self.steps = {step.sequence: step for step in step_rows(run)}
+        self.pinned = {p.event_type: (p, p.rows_of(run)) for p in PINNED_ROWS}
+        self.seen: dict[str, set] = {event_type: set() for event_type in self.pinned}
+        self.seen_steps: set[int] = set()
+        self.last_status = None
+        self.last_completion = None
+        self.last_failure = None
 
-    prev = GENESIS_HASH
-    seen_steps, seen_requests, seen_decisions = set(), set(), set()
-    last_status = None
-    last_completion = None
-    last_failure = None
-    for position, event in enumerate(events, start=1):
+    def verify(self) -> int:
+        prev = GENESIS_HASH
+        for position, event in enumerate(self.events, start=1):
+            self._check_link(event, position, prev)
+            prev = event.hash
+            self._check_content(event, f"event #{event.sequence} ({event.type})", position)
+        checked = len(self.events)
+        if not self.events or self.events[0].type != "run.created":
+            raise Broken("the run.created event is missing", checked)
+        self._check_nothing_unrecorded(checked)
+        self._check_final_state(checked)
+        return checked
+
+    def _check_link(self, event, position: int, prev: str) -> None:
         label = f"event #{event.sequence} ({event.type})"
         if event.sequence != position:
-            return broken(f"event #{position} is missing (found #{event.sequence})", position - 1)
+            raise Broken(f"event #{position} is missing (found #{event.sequence})", position - 1)
         if event.prev_hash != prev:
-            return broken(f"{label} does not link to the event before it", position - 1)
+            raise Broken(f"{label} does not link to the event before it", position - 1)
         expected = event_hash(
             prev_hash=prev,
-            run_public_id=run.public_id,
+            run_public_id=self.run.public_id,
             sequence=event.sequence,
             type=event.type,
             actor=event.actor,
@@ -159,78 +181,66 @@ def verify_run(run) -> Verification:
             created_at=event.created_at,
         )
         if event.hash != expected:
-            return broken(
-                f"{label} was altered: its hash does not match its contents", position - 1
-            )
-        prev = event.hash
+            raise Broken(f"{label} was altered: its hash does not match its contents", position - 1)
+
+    def _check_content(self, event, label: str, position: int) -> None:
         data = event.data
-        if event.type == "run.created":
-            if data.get("header") != run_header(run):
-                return broken(
-                    f"the run's inputs or header differ from what {label} recorded", position
-                )
-        elif event.type == "step.recorded":
-            step = steps.get(data.get("step"))
+        if event.type == "run.created" and data.get("header") != run_header(self.run):
+            raise Broken(f"the run's inputs or header differ from what {label} recorded", position)
+        if event.type == "step.recorded":
+            step = self.steps.get(data.get("step"))
             if step is None:
-                return broken(f"step #{data.get('step')} recorded by {label} is missing", position)
+                raise Broken(f"step #{data.get('step')} recorded by {label} is missing", position)
             if step_digest(step) != data.get("sha256"):
-                return broken(
+                raise Broken(
                     f"step #{step.sequence} ({step.node_id}) differs from what {label} recorded",
                     position,
                 )
-            seen_steps.add(step.sequence)
-        elif event.type == "review.requested":
-            request = requests.get(data.get("review"))
-            if request is None or review_request_digest(request) != data.get("sha256"):
-                return broken(
-                    f"review request {data.get('review')} differs from what {label} recorded",
-                    position,
-                )
-            seen_requests.add(request.public_id)
-        elif event.type == "review.decided":
-            decision = decisions.get(data.get("review"))
-            if decision is None or decision_digest(decision) != data.get("sha256"):
-                return broken(
-                    f"the decision on {data.get('review')} differs from what {label} recorded",
-                    position,
-                )
-            seen_decisions.add(data.get("review"))
+            self.seen_steps.add(step.sequence)
+        if event.type in self.pinned:
+            pinned, rows = self.pinned[event.type]
+            key = data.get(pinned.key)
+            row = rows.get(key)
+            if row is None or pinned.digest(row) != data.get("sha256"):
+                raise Broken(f"{pinned.describe(key)} differs from what {label} recorded", position)
+            self.seen[event.type].add(key)
         if event.type == "run.status_changed":
-            last_status = data.get("to")
-            if last_status == "completed":
-                last_completion = data
-            if last_status == "failed":
-                last_failure = data
+            self.last_status = data.get("to")
+            if self.last_status == "completed":
+                self.last_completion = data
+            if self.last_status == "failed":
+                self.last_failure = data
 
-    checked = len(events)
-    if not events or events[0].type != "run.created":
-        return broken("the run.created event is missing", checked)
-    for sequence, step in sorted(steps.items()):
-        if sequence not in seen_steps:
-            return broken(
-                f"step #{sequence} ({step.node_id}) was added outside the record", checked
+    def _check_nothing_unrecorded(self, checked: int) -> None:
+        for sequence, step in sorted(self.steps.items()):
+            if sequence not in self.seen_steps:
+                raise Broken(
+                    f"step #{sequence} ({step.node_id}) was added outside the record", checked
+                )
+        for event_type, (pinned, rows) in self.pinned.items():
+            for key in rows:
+                if key not in self.seen[event_type]:
+                    raise Broken(f"{pinned.describe(key)} was added outside the record", checked)
+
+    def _check_final_state(self, checked: int) -> None:
+        run, last_status = self.run, self.last_status
+        if (last_status or "pending") != run.status:
+            raise Broken(
+                f"the run's status is {run.status} but its events end at "
+                f"{last_status or 'pending'}",
+                checked,
             )
-    for public_id in requests:
-        if public_id not in seen_requests:
-            return broken(f"review request {public_id} was added outside the record", checked)
-    for public_id in decisions:
-        if public_id not in seen_decisions:
-            return broken(f"the decision on {public_id} was added outside the record", checked)
-    if (last_status or "pending") != run.status:
-        return broken(
-            f"the run's status is {run.status} but its events end at {last_status or 'pending'}",
-            checked,
-        )
-    if last_completion is not None and last_completion.get("output_sha256") != digest(run.output):
-        return broken("the run's output differs from what its completion event recorded", checked)
-    if last_failure is not None:
-        failed_step = (
-            steps.get(last_failure.get("failed_step")) if last_failure.get("failed_step") else None
-        )
+        completion, failure = self.last_completion, self.last_failure
+        if completion is not None and completion.get("output_sha256") != digest(run.output):
+            raise Broken(
+                "the run's output differs from what its completion event recorded", checked
+            )
+        if failure is None:
+            return
+        step = self.steps.get(failure.get("failed_step")) if failure.get("failed_step") else None
         if (
-            last_failure.get("reason") != run.failure_reason
-            or last_failure.get("kind") != run.failure_kind
-            or (failed_step.pk if failed_step else None) != run.failed_step_id
+            failure.get("reason") != run.failure_reason
+            or failure.get("kind") != run.failure_kind
+            or (step.pk if step else None) != run.failed_step_id
         ):
-            return broken("the run's failure differs from what its failure event recorded", checked)
-    return Verification(run.public_id, True, "", checked)
+            raise Broken("the run's failure differs from what its failure event recorded", checked)

@@ -3,7 +3,7 @@ from django.db import models
 from django.db.models import Q
 
 from procedures.models import Environment, Procedure, ProcedureVersion, Trigger, TriggerEvent
-from rapidfolio import ids
+from rapidfolio import crypto, ids
 
 
 class RunStatus(models.TextChoices):
@@ -345,11 +345,7 @@ class WebhookEndpoint(models.Model):
         return f"{self.url} ({self.environment})"
 
     def set_secret(self, secret: str) -> None:
-        from rapidfolio import crypto
-
         self.encrypted_secret = crypto.encrypt(secret)
 
     def get_secret(self) -> str:
-        from rapidfolio import crypto
-
         return crypto.decrypt(self.encrypted_secret)

@@ -1,20 +1,21 @@
 """Writes that matter on runs: start, cancel, retry. Each validates, writes in a transaction,
 enqueues work only after the commit, and returns the run."""
 
-from datetime import timedelta
-
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from procedures.inputs import input_errors
 from procedures.models import Environment, ProcedureVersion
-from rapidfolio import rows
-from runs import lifecycle
-from runs.errors import CancelNotAllowed, InputValidationError, PermissionDenied, RetryNotAllowed
-from runs.events import EventChain, append_event
-from runs.integrity import run_header
+from runs import dispatch, writer
+from runs.errors import (
+    CancelNotAllowed,
+    IllegalTransition,
+    InputValidationError,
+    PermissionDenied,
+    RetryNotAllowed,
+)
 from runs.models import TERMINAL_STATUSES, FailureKind, Run, RunStatus, RunType
+from runs.writer import RunWriter
 
 
 def actor_label(*, user=None, api_key=None, trigger=None, system: str = "") -> str:
@@ -30,22 +31,6 @@ def actor_label(*, user=None, api_key=None, trigger=None, system: str = "") -> s
 def _require_perm(user, perm: str, action: str) -> None:
     if user is not None and not user.has_perm(perm):
         raise PermissionDenied(f"You do not have permission to {action}.")
-
-
-def enqueue_execution(run: Run, *, delay_ms: int | None = None, resume: bool = False) -> None:
-    """Send the run to the worker once the current transaction commits."""
-    from runs.tasks import execute_run, resume_run
-
-    run_id = run.pk
-    actor = resume_run if resume else execute_run
-
-    def send():
-        if delay_ms:
-            actor.send_with_options(args=(run_id,), delay=delay_ms)
-        else:
-            actor.send(run_id)
-
-    transaction.on_commit(send)
 
 
 def start_run(
@@ -77,36 +62,26 @@ def start_run(
             + "; ".join(f"{p['field']}: {p['message']}" for p in problems),
             details=problems,
         )
-    now = timezone.now()
     with transaction.atomic():
         run = Run(
-            # The version's procedure (usually loaded with it): run_header reads it below.
+            # The version's procedure (usually loaded with it): the run.created event reads it.
             procedure=version.procedure,
             version=version,
             environment=environment,
             type=type,
-            status=RunStatus.PENDING,
             inputs=inputs,
             started_by_user=user,
             started_by_api_key=api_key,
             started_by_trigger=trigger,
             trigger_event=trigger_event,
             retry_of=retry_of,
-            created_at=now,
-            # If no worker picks the run up by then, the reaper enqueues it again.
-            lease_expires_at=now + timedelta(seconds=settings.RUN_LEASE_SECONDS),
+            created_at=timezone.now(),
         )
-        # One INSERT without the ORM's compilation (rapidfolio.rows): every API start writes it.
-        rows.insert([run], returning_pk=True)
         actor = actor_label(user=user, api_key=api_key, trigger=trigger)
-        # The run was inserted by this transaction: its chain is empty and nobody else sees it,
-        # so the chain head needs no locking read.
-        chain = EventChain.new_run(run)
-        chain.append("run.created", actor=actor, data={"header": run_header(run)})
-        chain.flush()
+        RunWriter.create(run, actor=actor).flush()
         if retry_of is not None:
-            append_event(retry_of, "run.retried", actor=actor, data={"retry": run.public_id})
-        enqueue_execution(run)
+            writer.append_event(retry_of, "run.retried", actor=actor, data={"retry": run.public_id})
+        dispatch.enqueue_execution(run)
     return run
 
 
@@ -120,10 +95,10 @@ def cancel_run(*, run: Run, user=None, api_key=None, reason: str = "") -> Run:
         )
     actor = actor_label(user=user, api_key=api_key)
     try:
-        return lifecycle.transition(
+        return writer.transition(
             run, RunStatus.CANCELLED, actor=actor, reason=reason or "Cancelled by operator"
         )
-    except lifecycle.IllegalTransition as exc:
+    except IllegalTransition as exc:
         raise CancelNotAllowed(exc.message) from exc
 
 
@@ -168,8 +143,6 @@ def reap_stuck_runs(*, now=None, limit: int = 500) -> list[int]:
     Enqueueing twice is harmless: only one worker at a time drives a run (runs.locks) and a
     run resumes after its last committed step.
     """
-    from runs.tasks import execute_run
-
     now = now or timezone.now()
     stuck = list(
         Run.objects.filter(
@@ -179,5 +152,5 @@ def reap_stuck_runs(*, now=None, limit: int = 500) -> list[int]:
         .values_list("pk", flat=True)[:limit]
     )
     for run_id in stuck:
-        execute_run.send(run_id)
+        dispatch.resend_execution(run_id)
     return stuck

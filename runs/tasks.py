@@ -1,19 +1,26 @@
-"""Dramatiq actors: each loads ids and hands over to the engine or a service."""
+"""Dramatiq actors: each loads ids and hands over to the engine or a service.
+
+Each actor imports what it runs inside its body (HackSoft's advice for actors): runs.dispatch
+sends these actors' messages from inside the write path, so this module imports nothing of
+ours at load time and the engine and services can import dispatch without a cycle.
+"""
 
 import dramatiq
-
-from runs import engine
 
 
 @dramatiq.actor(queue_name="runs", max_retries=5, min_backoff=1000, max_backoff=60000)
 def execute_run(run_id: int) -> None:
-    engine.drive(run_id)
+    from runs.engine import drive
+
+    drive(run_id)
 
 
 @dramatiq.actor(queue_name="runs", max_retries=5, min_backoff=1000, max_backoff=60000)
 def resume_run(run_id: int) -> None:
     """Continue a run after its review was approved."""
-    engine.drive(run_id)
+    from runs.engine import drive
+
+    drive(run_id)
 
 
 @dramatiq.actor(queue_name="maintenance", max_retries=0)

@@ -1,8 +1,9 @@
 """Outbound webhooks: signed deliveries of run events to the endpoints configured in admin.
 
-When a run becomes completed, failed, awaiting_review or cancelled, runs.lifecycle calls
-`enqueue_deliveries` after the commit; it sends one `deliver_webhook` message (queue
-"webhooks") per enabled endpoint of the run's environment subscribed to that event.
+When a run becomes completed, failed, awaiting_review or cancelled, the write path has
+runs.dispatch call `enqueue_deliveries` after the commit; it sends one `deliver_webhook`
+message (queue "webhooks") per enabled endpoint of the run's environment subscribed to that
+event, and `deliver` (below) makes each attempt.
 
 Each delivery is a POST of JSON:
 
@@ -27,25 +28,16 @@ event: attempt, status code or error, duration, the first 500 characters of the 
 
 import hashlib
 import hmac
-import json
 import time
 
 import httpx
 from django.conf import settings
-from django.db import connection
-from django.urls import reverse
 
-from rapidfolio import ids
-from runs.events import append_event
-from runs.models import Run, RunStatus, WebhookEndpoint
-from runs.tasks import deliver_webhook
+from runs import dispatch
+from runs.models import Run, WebhookEndpoint
+from runs.writer import append_event
 
-EVENT_FOR_STATUS = {
-    RunStatus.COMPLETED: WebhookEndpoint.EventType.RUN_COMPLETED,
-    RunStatus.FAILED: WebhookEndpoint.EventType.RUN_FAILED,
-    RunStatus.AWAITING_REVIEW: WebhookEndpoint.EventType.RUN_AWAITING_REVIEW,
-    RunStatus.CANCELLED: WebhookEndpoint.EventType.RUN_CANCELLED,
-}
+WEBHOOKS_ACTOR = "system:webhooks"
 SIGNATURE_HEADER = "Rapidfolio-Signature"
 RESPONSE_SNIPPET_CHARS = 500
 DEFAULT_TOLERANCE_SECONDS = 300
@@ -108,81 +100,6 @@ def verify_signature(
     )
 
 
-# --- enqueueing ------------------------------------------------------------------------------
-def run_payload(run: Run, status: str) -> dict:
-    data = {
-        "id": run.public_id,
-        "url": f"{settings.PUBLIC_BASE_URL}{reverse('api:get_run', args=[run.public_id])}",
-        "status": status,
-        "procedure": {"id": run.procedure.public_id, "name": run.procedure.name},
-        "version": run.version.number,
-        "environment": run.environment,
-    }
-    if status == RunStatus.COMPLETED:
-        data["output"] = run.output
-    if status == RunStatus.FAILED:
-        step = run.failed_step
-        data["failure"] = {
-            "reason": run.failure_reason,
-            "kind": run.failure_kind,
-            "step": {"sequence": step.sequence, "node_id": step.node_id} if step else None,
-        }
-    return data
-
-
-def enqueue_deliveries(*, run_id: int, status: str, environment: str | None = None) -> list[str]:
-    """Send one delivery message per subscribed endpoint; returns the delivery ids.
-
-    Called after every terminal or review transition, mostly where no endpoint is configured:
-    given the run's environment, one small query settles that before the run is read. It reads
-    the table itself each time (no cache), so an endpoint added a moment ago is never missed.
-    """
-    event_type = EVENT_FOR_STATUS.get(status)
-    if event_type is None:
-        return []
-    if environment is not None and not _any_enabled_endpoint(environment):
-        return []
-    run = Run.objects.select_related("procedure", "version", "failed_step").get(pk=run_id)
-    endpoints = [
-        endpoint
-        for endpoint in WebhookEndpoint.objects.filter(
-            enabled=True, environment=run.environment
-        ).order_by("pk")
-        if event_type in (endpoint.events or [])
-    ]
-    if not endpoints:
-        return []
-    run_data = run_payload(run, status)
-    delivery_ids = []
-    for endpoint in endpoints:
-        delivery_id = ids.new_public_id("whd")
-        body = json.dumps(
-            {
-                "id": delivery_id,
-                "type": str(event_type),
-                "created": int(time.time()),
-                "data": {"run": run_data},
-            },
-            separators=(",", ":"),
-            default=str,
-        )
-        deliver_webhook.send(endpoint.pk, run.pk, delivery_id, str(event_type), body, 1)
-        delivery_ids.append(delivery_id)
-    return delivery_ids
-
-
-def _any_enabled_endpoint(environment: str) -> bool:
-    # Plain SQL: this runs once per finished run, and the ORM's compilation would cost more
-    # than the query.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT 1 FROM {WebhookEndpoint._meta.db_table} "
-            "WHERE enabled AND environment = %s LIMIT 1",
-            [environment],
-        )
-        return cursor.fetchone() is not None
-
-
 # --- delivering ------------------------------------------------------------------------------
 def backoff_seconds(attempt: int) -> float:
     """Delay before attempt `attempt + 1`."""
@@ -202,13 +119,30 @@ def deliver(
         "attempt": attempt,
     }
     if endpoint is None or not endpoint.enabled:
-        append_event(
-            run,
-            "webhook.delivery",
-            actor="system:webhooks",
-            data={**record, "ok": False, "error": "endpoint removed or disabled; not sent"},
-        )
+        data = {**record, "ok": False, "error": "endpoint removed or disabled; not sent"}
+        append_event(run, "webhook.delivery", actor=WEBHOOKS_ACTOR, data=data)
         return False
+    result = _post(endpoint, delivery_id, event_type, body)
+    will_retry = not result["ok"] and attempt < max_attempts()
+    data = {**record, **result}
+    if will_retry:
+        data["next_attempt_in_seconds"] = backoff_seconds(attempt)
+    append_event(run, "webhook.delivery", actor=WEBHOOKS_ACTOR, data=data)
+    if will_retry:
+        dispatch.send_delivery(
+            endpoint_id,
+            run_id,
+            delivery_id,
+            event_type,
+            body,
+            attempt=attempt + 1,
+            delay_ms=int(backoff_seconds(attempt) * 1000),
+        )
+    return result["ok"]
+
+
+def _post(endpoint: WebhookEndpoint, delivery_id: str, event_type: str, body: str) -> dict:
+    """One signed POST: whether it succeeded, its status or error, duration and answer."""
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "Rapidfolio-Webhooks/1",
@@ -232,23 +166,10 @@ def deliver(
         snippet = response.text[:RESPONSE_SNIPPET_CHARS]
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"[:RESPONSE_SNIPPET_CHARS]
-    duration_ms = round((time.monotonic() - started) * 1000, 1)
-    ok = status_code is not None and 200 <= status_code < 300
-    will_retry = not ok and attempt < max_attempts()
-    data = {
-        **record,
-        "ok": ok,
+    return {
+        "ok": status_code is not None and 200 <= status_code < 300,
         "status_code": status_code,
         "error": error,
-        "duration_ms": duration_ms,
+        "duration_ms": round((time.monotonic() - started) * 1000, 1),
         "response": snippet,
     }
-    if will_retry:
-        data["next_attempt_in_seconds"] = backoff_seconds(attempt)
-    append_event(run, "webhook.delivery", actor="system:webhooks", data=data)
-    if will_retry:
-        deliver_webhook.send_with_options(
-            args=(endpoint_id, run_id, delivery_id, event_type, body, attempt + 1),
-            delay=int(backoff_seconds(attempt) * 1000),
-        )
-    return ok

@@ -2,7 +2,7 @@
 
 from django.db import connection
 
-from runs import lifecycle
+from runs import writer
 from runs.models import FailureKind, Run
 
 # The shortest legal path from pending to each status.
@@ -33,6 +33,6 @@ def force_status(run: Run, status: str, *, failure_kind: str = FailureKind.TRANS
             kwargs = {"failure_kind": failure_kind, "reason": "Bank timed out"}
         if target == "completed":
             kwargs = {"output": {"ok": True}}
-        lifecycle.transition(run, target, actor="system:test", **kwargs)
+        writer.transition(run, target, actor="system:test", **kwargs)
     run.refresh_from_db()
     return run

@@ -12,7 +12,7 @@ from procedures.models import Procedure
 from rapidfolio.api import api as rapidfolio_api
 from reviews.models import ReviewRequest
 from reviews.services import approve
-from runs import lifecycle, selectors
+from runs import selectors, writer
 from runs.api import run_record
 from runs.api_keys import create_api_key
 from runs.api_schemas import RunDetail
@@ -297,7 +297,7 @@ def test_run_steps_show_request_and_response_as_json_when_they_parse(api, simple
 
 def test_failed_run_shows_reason_kind_and_failed_step(api, simple_version):
     run = start(simple_version)
-    lifecycle.transition(run, RunStatus.RUNNING, actor="system:test")
+    writer.transition(run, RunStatus.RUNNING, actor="system:test")
     step = Step.objects.create(
         run=run,
         sequence=1,
@@ -309,7 +309,7 @@ def test_failed_run_shows_reason_kind_and_failed_step(api, simple_version):
         started_at=timezone.now(),
         finished_at=timezone.now(),
     )
-    lifecycle.transition(
+    writer.transition(
         run,
         RunStatus.FAILED,
         actor="system:test",

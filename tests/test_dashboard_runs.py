@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from runs import engine
+from runs.engine import interpreter
 from runs.models import Run, RunEvent, Step
 from runs.services import start_run
 from tests.conftest import make_version
@@ -410,7 +411,7 @@ def test_events_tab_shows_the_timeline(client, operator, transient_run):
 
 
 def test_webhook_delivery_events_are_rendered_generically(client, operator, completed_run):
-    from runs.events import append_event
+    from runs.writer import append_event
 
     append_event(
         completed_run,
@@ -593,7 +594,7 @@ def test_get_on_an_action_url_is_not_allowed(client, operator, transient_run):
 @pytest.fixture
 def long_run(db, monkeypatch):
     """A run that loops until the engine's step limit stops it: 250 steps."""
-    monkeypatch.setattr(engine, "MAX_STEPS_PER_RUN", 250)
+    monkeypatch.setattr(interpreter, "MAX_STEPS_PER_RUN", 250)
     version = make_version(
         {
             "input_schema": {"type": "object"},

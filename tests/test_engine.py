@@ -8,6 +8,7 @@ import pytest
 from reviews.models import ReviewRequest
 from reviews.services import approve
 from runs import engine
+from runs.engine import interpreter
 from runs.integrity import verify_run
 from runs.models import Run
 from runs.services import start_run
@@ -244,7 +245,7 @@ def test_approval_with_override_resumes_and_the_tool_uses_the_new_value(
 
 
 def test_a_run_with_more_steps_than_the_limit_fails(db, monkeypatch):
-    monkeypatch.setattr(engine, "MAX_STEPS_PER_RUN", 3)
+    monkeypatch.setattr(interpreter, "MAX_STEPS_PER_RUN", 3)
     definition = {
         "input_schema": {"type": "object"},
         "start": "a",

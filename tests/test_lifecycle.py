@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from runs import lifecycle
+from runs import lifecycle, writer
 from runs.errors import IllegalTransition
 from runs.models import FailureKind, RunEvent, RunStatus
 from runs.services import start_run
@@ -53,7 +53,7 @@ def test_legal_transition_changes_status_and_appends_one_event(simple_version, s
     force_status(run, source)
     events_before = RunEvent.objects.filter(run=run).count()
 
-    lifecycle.transition(run, target, actor="user:test", **_kwargs(source, target))
+    writer.transition(run, target, actor="user:test", **_kwargs(source, target))
 
     run.refresh_from_db()
     assert run.status == target
@@ -76,7 +76,7 @@ def test_illegal_transition_is_refused_with_a_clear_error(simple_version, source
     events_before = RunEvent.objects.filter(run=run).count()
 
     with pytest.raises(IllegalTransition) as refused:
-        lifecycle.transition(run, target, actor="user:test", **_kwargs(source, target))
+        writer.transition(run, target, actor="user:test", **_kwargs(source, target))
 
     assert f"cannot go from {source} to {target}" in str(refused.value)
     run.refresh_from_db()
@@ -91,9 +91,9 @@ def test_failing_needs_a_failure_kind(simple_version):
         inputs={"amount": 5, "currency": "usd"},
         type="api",
     )
-    lifecycle.transition(run, "running", actor="system:engine")
+    writer.transition(run, "running", actor="system:engine")
     with pytest.raises(IllegalTransition, match="failure kind"):
-        lifecycle.transition(run, "failed", actor="system:engine", reason="x")
+        writer.transition(run, "failed", actor="system:engine", reason="x")
 
 
 def test_a_run_awaiting_review_fails_only_by_rejection(simple_version):
@@ -105,9 +105,7 @@ def test_a_run_awaiting_review_fails_only_by_rejection(simple_version):
     )
     force_status(run, "awaiting_review")
     with pytest.raises(IllegalTransition, match="only fail by rejection"):
-        lifecycle.transition(
-            run, "failed", actor="x", reason="r", failure_kind=FailureKind.TRANSIENT
-        )
+        writer.transition(run, "failed", actor="x", reason="r", failure_kind=FailureKind.TRANSIENT)
 
 
 def test_terminal_transition_sets_finished_at_and_first_running_sets_started_at(simple_version):
@@ -117,10 +115,10 @@ def test_terminal_transition_sets_finished_at_and_first_running_sets_started_at(
         inputs={"amount": 5, "currency": "usd"},
         type="api",
     )
-    lifecycle.transition(run, "running", actor="system:engine")
+    writer.transition(run, "running", actor="system:engine")
     run.refresh_from_db()
     assert run.started_at is not None and run.finished_at is None
-    lifecycle.transition(run, "completed", actor="system:engine", output={"a": 1})
+    writer.transition(run, "completed", actor="system:engine", output={"a": 1})
     run.refresh_from_db()
     assert run.finished_at >= run.started_at
     assert run.output == {"a": 1}

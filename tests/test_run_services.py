@@ -231,9 +231,9 @@ def test_a_non_transient_failure_cannot_be_retried(credit_version, operator, kin
     run = _start(credit_version)
     if kind == "rejected":
         force_status(run, "awaiting_review")
-        from runs import lifecycle
+        from runs import writer
 
-        lifecycle.transition(run, "failed", actor="x", failure_kind="rejected", reason="no")
+        writer.transition(run, "failed", actor="x", failure_kind="rejected", reason="no")
     else:
         force_status(run, "failed", failure_kind=kind)
     with pytest.raises(RetryNotAllowed, match=f"failed with kind {kind}"):

@@ -1,0 +1,123 @@
+"""The engine's transactions: lock the run, record, advance, commit; tool calls in between.
+
+Pure nodes (condition, output, fail) run inside the transaction that records the previous tool
+call, so a run costs few commits. Each transaction also costs few statements: one locks the run
+and reads its event chain's head (runs.sql), and the run's writer inserts the steps and events
+and updates the run together when the transaction's work is done.
+"""
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from procedures.models import Connection
+from runs import dispatch, sql
+from runs.engine import registry, tools
+from runs.engine.context import NodeContext
+from runs.engine.interpreter import CallTool, Execute, RunState, next_action
+from runs.locks import run_execution_lock
+from runs.models import FailureKind, Run, RunStatus, Step
+from runs.writer import RunWriter
+
+logger = logging.getLogger(__name__)
+
+
+def drive(run_id: int) -> None:
+    """Execute the run as far as it can go now. Safe to call again at any time."""
+    with run_execution_lock(run_id) as acquired:
+        if not acquired:
+            logger.info("run %s is being executed by another worker", run_id)
+            return
+        _drive(run_id)
+
+
+def _drive(run_id: int) -> None:
+    run: Run | None = None
+    state: RunState | None = None
+    outcome: tools.ToolOutcome | None = None
+    while True:
+        with transaction.atomic():
+            locked = _lock(run_id, run)
+            if locked is None:
+                logger.warning("run %s does not exist; dropping its message", run_id)
+                return
+            writer, has_connections = locked
+            run = writer.run
+            if state is None:
+                state = _load_state(run, has_connections)
+            call = _advance(NodeContext(run, state, writer), outcome)
+            outcome = None
+            writer.flush()
+        if call is None:
+            return
+        if call.wait_seconds > 0:
+            # A transient failure's backoff is not over (an early redelivery): come back later.
+            with transaction.atomic():
+                dispatch.enqueue_execution(run, delay_ms=int(call.wait_seconds * 1000))
+            return
+        outcome = tools.call(run, state, call.node_id)
+
+
+def _lock(run_id: int, previous: Run | None) -> tuple[RunWriter, bool | None] | None:
+    """The run's writer for this transaction: the run current and locked, with its event
+    chain's head, in one query; and, with the whole row, whether its environment has
+    integration connections.
+
+    The first transaction of a drive reads the whole row and the version (immutable) with it.
+    Within a drive only a cancellation can change the run meanwhile, so later transactions read
+    its status, and the whole row again only when the status moved.
+    """
+    if previous is not None:
+        found = sql.lock_status(run_id)
+        if found is not None and found[0] == previous.status:
+            return RunWriter(previous, found[1]), None
+    locked = sql.lock_run(run_id)
+    if locked is None:
+        return None
+    return RunWriter(locked.run, locked.head), locked.has_connections
+
+
+def _load_state(run: Run, has_connections: bool) -> RunState:
+    # A pending run has no steps yet: its first step is recorded in the transaction that moves
+    # it to running.
+    steps = (
+        []
+        if run.status == RunStatus.PENDING
+        else list(Step.objects.filter(run_id=run.pk).order_by("sequence"))
+    )
+    connections = Connection.objects.filter(environment=run.environment) if has_connections else []
+    return RunState(
+        steps=steps,
+        definition=run.version.definition,
+        connections={connection.integration: connection for connection in connections},
+    )
+
+
+def _advance(ctx: NodeContext, outcome: tools.ToolOutcome | None) -> CallTool | None:
+    """One transaction's work: record the tool call just made, then run the pure nodes up to
+    the next tool call. Returns that call, or None when the run stops here."""
+    run = ctx.run
+    if outcome is not None:
+        tools.record_outcome(ctx, outcome)
+        if run.status == RunStatus.FAILED:
+            return None
+    if run.status not in (RunStatus.PENDING, RunStatus.RUNNING):
+        return None  # finished, cancelled, or waiting for a reviewer
+    if run.status == RunStatus.PENDING:
+        ctx.transition(RunStatus.RUNNING)
+    while True:
+        action = next_action(ctx.state, timezone.now())
+        if isinstance(action, CallTool):
+            return action
+        if not isinstance(action, Execute):
+            ctx.fail(action.step, FailureKind.PERMANENT, action.reason)
+            return None
+        node_ctx = ctx.at(action.node_id)
+        handler = registry.handler_for(node_ctx.node["type"])
+        if handler is None:
+            reason = f"Node '{action.node_id}' has unknown type {node_ctx.node['type']}."
+            ctx.fail(None, FailureKind.PERMANENT, reason)
+            return None
+        if not handler.execute(node_ctx):
+            return None
