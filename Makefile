@@ -24,7 +24,7 @@ help:
 	@echo "make run    install, migrate, seed the demo and serve on http://$(HOST):$(PORT)/"
 	@echo "make test   install and run the whole test suite (set DATABASE_URL and REDIS_URL"
 	@echo "            to run it on PostgreSQL and Redis)"
-	@echo "make lint   ruff check and format check"
+	@echo "make lint   ruff check and format check, and the import layers (lint-imports)"
 	@echo "make bench  benchmarks on PostgreSQL + Redis (see README)"
 
 check-python:
@@ -51,6 +51,7 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff check --fix .
