@@ -13,7 +13,7 @@ from django.db.backends.base.operations import BaseDatabaseOperations
 from procedures.models import Procedure, ProcedureVersion
 from rapidfolio import broker as embedded
 from rapidfolio.roles import OPERATORS, REVIEWERS
-from runs.append_only import allow_purge
+from runs.append_only import allow_purge, purge_sql
 
 if os.environ.get("RAPIDFOLIO_REQUIRE_SERVICES") and not (
     settings.DATABASE_IS_POSTGRES and settings.REDIS_URL
@@ -34,14 +34,15 @@ needs_postgres = pytest.mark.skipif(
 )
 needs_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis (REDIS_URL)")
 
-# The test flush between transactional tests must empty append-only tables; on SQLite that is a
-# DELETE the triggers refuse unless this process says so (see runs.append_only).
+# The test flush between transactional tests must empty append-only tables: on SQLite that is a
+# DELETE the triggers refuse unless this process says so, on PostgreSQL a TRUNCATE they refuse
+# unless the flush's transaction says so and we own the tables (see runs.append_only).
 _original_flush = BaseDatabaseOperations.execute_sql_flush
 
 
 def _flush_allowing_purge(self, sql_list):
     with allow_purge():
-        return _original_flush(self, sql_list)
+        return _original_flush(self, purge_sql(self.connection.vendor, sql_list))
 
 
 BaseDatabaseOperations.execute_sql_flush = _flush_allowing_purge
@@ -165,6 +166,12 @@ def worker(transactional_db):
     yield handle
     handle.worker.stop()
     connection.close()
+
+
+@pytest.fixture(autouse=True)
+def _checkpoints_of_this_test_only(tmp_path, settings):
+    # A seal writes its checkpoint file outside the database: never into the shared var/.
+    settings.LEDGER_CHECKPOINT_DIR = tmp_path / "checkpoints"
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ from runs.models import Run, RunEvent, Step
 from runs.services import start_run
 from tests.conftest import make_version
 from tests.factories import force_status
+from tests.tampering import tamper
 
 PAYMENT_WITH_REVIEW = {
     "input_schema": {
@@ -300,14 +301,12 @@ def test_run_header_shows_status_procedure_environment_starter_and_integrity(
 
 
 def test_run_header_shows_broken_integrity(client, operator, paused_run):
-    from django.db import connection
-
-    # An edit behind the ORM's back, as someone with SQL access could make.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE runs_run SET inputs = %s WHERE id = %s",
-            [json.dumps({"customer_id": "someone-else"}), paused_run.pk],
-        )
+    # An edit behind the ORM's back and past the triggers, as a superuser could make.
+    tamper(
+        "runs_run",
+        "UPDATE runs_run SET inputs = %s WHERE id = %s",
+        [json.dumps({"customer_id": "someone-else"}), paused_run.pk],
+    )
     client.force_login(operator)
     integrity_url = reverse("runs:integrity", args=[paused_run.public_id])
     badge = body(client.get(integrity_url, HTTP_HX_REQUEST="true"))
