@@ -1,4 +1,4 @@
-"""Periodic work: re-enqueue stuck runs and fire due cron triggers.
+"""Periodic work: seal the ledger, re-enqueue stuck runs and fire due cron triggers.
 
 In production run one or more `manage.py run_scheduler` processes (several are safe: cron
 firings are deduplicated by a database unique constraint, and reaping twice is harmless). The
@@ -7,9 +7,12 @@ embedded default runs the same loop in a thread of `manage.py serve`.
 
 import logging
 import threading
+import time
 
+from django.conf import settings
 from django.db import close_old_connections
 
+from runs import ledger
 from runs.services import reap_stuck_runs
 from runs.triggers.cron import fire_due_cron_triggers
 
@@ -25,16 +28,34 @@ def tick() -> None:
     fire_due_cron_triggers()
 
 
+def seal_ledger() -> None:
+    """Seal what is queued: the ledger's target is 95 % of facts signed within 5 s."""
+    while (sealed := ledger.seal()) is not None:
+        logger.info(
+            "ledger sealed %d leaves in checkpoint %d",
+            sealed.leaves_added,
+            sealed.checkpoint.tree_size,
+        )
+
+
 def run_forever(stop: threading.Event | None = None, interval: float = TICK_SECONDS) -> None:
     stop = stop or threading.Event()
+    next_tick = 0.0
     while not stop.is_set():
-        try:
-            tick()
-        except Exception:  # noqa: BLE001 — one bad tick must not stop the scheduler
-            logger.exception("scheduler tick failed")
-        finally:
-            close_old_connections()
-        stop.wait(interval)
+        _safely(seal_ledger)
+        if time.monotonic() >= next_tick:
+            next_tick = time.monotonic() + interval
+            _safely(tick)
+        stop.wait(min(settings.LEDGER_SEAL_INTERVAL_SECONDS, interval))
+
+
+def _safely(work) -> None:
+    try:
+        work()
+    except Exception:  # noqa: BLE001 — one bad pass must not stop the scheduler
+        logger.exception("scheduler: %s failed", work.__name__)
+    finally:
+        close_old_connections()
 
 
 def start_in_thread() -> threading.Event:

@@ -172,6 +172,22 @@ EMBEDDED_WORKER_THREADS = int(os.environ.get("EMBEDDED_WORKER_THREADS", "4"))
 RUN_LEASE_SECONDS = int(os.environ.get("RUN_LEASE_SECONDS", "300"))
 TOOL_HTTP_TIMEOUT_SECONDS = float(os.environ.get("TOOL_HTTP_TIMEOUT_SECONDS", "30"))
 
+# --- Ledger (runs/ledger.py, rapidfolio/keys.py, docs/evidence.md) --------------------------
+# The log's name in every checkpoint; auditors pin it with the public key.
+LEDGER_ORIGIN = os.environ.get("LEDGER_ORIGIN", "rapidfolio.local/ledger")
+# The Ed25519 signing key is never in the database: base64 of its 32-byte seed, or a file
+# holding that. With neither, one is generated into var/ (mode 0600): the embedded default.
+# Production must set one (`manage.py check --deploy` says so).
+LEDGER_SIGNING_KEY = os.environ.get("LEDGER_SIGNING_KEY", "")
+LEDGER_SIGNING_KEY_FILE = os.environ.get("LEDGER_SIGNING_KEY_FILE", "")
+LEDGER_GENERATED_KEY_FILE = VAR_DIR / "ledger-signing.key"
+# Every checkpoint is also written here, one file each, never rewritten.
+LEDGER_CHECKPOINT_DIR = Path(os.environ.get("LEDGER_CHECKPOINT_DIR", VAR_DIR / "checkpoints"))
+# Optional: each checkpoint is also POSTed, signed, to an auditor's endpoint.
+LEDGER_CHECKPOINT_WEBHOOK_URL = os.environ.get("LEDGER_CHECKPOINT_WEBHOOK_URL", "")
+LEDGER_CHECKPOINT_WEBHOOK_SECRET = os.environ.get("LEDGER_CHECKPOINT_WEBHOOK_SECRET", "")
+LEDGER_SEAL_INTERVAL_SECONDS = float(os.environ.get("LEDGER_SEAL_INTERVAL_SECONDS", "1"))
+
 # --- Outbound webhooks (runs/webhooks.py) ---------------------------------------------------
 WEBHOOK_RETRY_BASE_SECONDS = float(os.environ.get("WEBHOOK_RETRY_BASE_SECONDS", "1"))
 WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("WEBHOOK_MAX_ATTEMPTS", "8"))

@@ -1,6 +1,7 @@
 """Runs over the API: read one run, list runs, cancel, retry."""
 
 import json
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpResponse, QueryDict
@@ -8,7 +9,7 @@ from django.urls import reverse
 from ninja import Header, Query, Router, Status
 from ninja.renderers import JSONRenderer
 
-from runs import selectors, services
+from runs import evidence, selectors, services
 from runs.api_auth import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
     IDEMPOTENCY_KEY_PATTERN,
@@ -268,6 +269,23 @@ def get_run(request, run_id: str):
         RENDERER.render(request, answer, response_status=200),
         content_type=f"{RENDERER.media_type}; charset={RENDERER.charset}",
     )
+
+
+@router.get(
+    "/runs/{run_id}/evidence",
+    response={200: dict[str, Any], 409: ErrorOut, **ERRORS},
+    url_name="run_evidence",
+    summary="A run's evidence bundle, verifiable offline (docs/evidence.md)",
+    description="The whole record, each event as its ledger leaf with an inclusion proof, and "
+    "the signed checkpoint: `python -m rapidfolio_verify BUNDLE --public-key KEY` checks it "
+    "without Rapidfolio. 409 while the run's latest events are not sealed yet (seconds).",
+)
+def get_run_evidence(request, run_id: str):
+    run = _run_in_key_environment(request, run_id)
+    try:
+        return evidence.bundle(run)
+    except evidence.NotSealed as exc:
+        raise ApiError(409, "not_sealed", str(exc)) from None
 
 
 @router.post(

@@ -4,24 +4,29 @@ Each event's hash is sha256(prev_hash ‖ canonical JSON of the event). Events t
 step, the inputs or the output carry a sha256 digest of that row's content, and so do the
 events that pin rows of apps above runs (review requests and decisions: `PinnedRows`), so
 editing any of them (or an event) breaks the chain at a point that `verify_run` can name.
+
+Anyone with database access can recompute a chain, though: the run's header and every step
+also carry an HMAC tag under a key outside the database (runs.authenticity), and `verify_run`
+names the first of them whose tag does not verify, so a forged or rewritten row shows even
+when the attacker recomputed its digests and the chain.
 """
 
-import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rapidfolio_verify import facts
+from rapidfolio_verify.canonical import canonical_json, digest
+from rapidfolio_verify.facts import GENESIS_HASH, STEP_FIELDS
+from runs.authenticity import header_tag_matches, step_tag_matches
 from runs.selectors import event_rows, step_rows
 
-GENESIS_HASH = "0" * 64
+# The hashing itself is rapidfolio_verify's, the standalone verifier's: one copy of it, which
+# the auditors' offline check and this one share.
+__all__ = ["GENESIS_HASH", "canonical_json", "digest"]
 
-
-def canonical_json(value) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def digest(value) -> str:
-    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+# A fact whose tag (runs.authenticity) is missing or wrong: written without this installation's
+# key, so by something other than its write path, even when its digests and hashes add up.
+NOT_OURS = "was not recorded by this installation: its authentication tag does not verify"
 
 
 def iso(moment) -> str | None:
@@ -38,50 +43,40 @@ def event_hash(
     data: dict,
     created_at,
 ) -> str:
-    body = canonical_json(
-        {
-            "run": run_public_id,
-            "sequence": sequence,
-            "type": type,
-            "actor": actor,
-            "data": data,
-            "created_at": iso(created_at),
-        }
+    return facts.event_hash(
+        prev_hash=prev_hash,
+        run_public_id=run_public_id,
+        sequence=sequence,
+        type=type,
+        actor=actor,
+        data=data,
+        created_at=iso(created_at),
     )
-    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
 
 
 def step_digest(step) -> str:
-    return digest(
-        {
-            "sequence": step.sequence,
-            "node_id": step.node_id,
-            "node_type": step.node_type,
-            "tool": step.tool,
-            "status": step.status,
-            "attempt": step.attempt,
-            "input": step.input,
-            "output": step.output,
-            "request": step.request,
-            "response": step.response,
-            "idempotency_key": step.idempotency_key,
-            "error": step.error,
-            "error_kind": step.error_kind,
-            "started_at": iso(step.started_at),
-            "finished_at": iso(step.finished_at),
-        }
-    )
+    """A Step (or a step row) as rapidfolio_verify.facts.step_digest reads it."""
+    values = {name: getattr(step, name) for name in STEP_FIELDS}
+    values["started_at"], values["finished_at"] = iso(step.started_at), iso(step.finished_at)
+    return facts.step_digest(values)
 
 
 def run_header(run) -> dict:
     """What the run.created event pins down about the run itself."""
+    retry_of = run.retry_of.public_id if run.retry_of_id else None
+    return header_of(run, run.procedure.public_id, run.version.number, retry_of)
+
+
+def header_of(run, procedure_public_id: str | None, version_number, retry_of: str | None) -> dict:
+    """`run_header` from the run's own columns and the public ids and number it points at, for
+    a caller that read those with the run's row (runs.sql.lock_run) and not as related rows."""
     return {
-        "procedure": run.procedure.public_id,
-        "version": run.version.number,
+        "procedure": procedure_public_id,
+        "version": version_number,
         "environment": run.environment,
         "type": run.type,
         "inputs_sha256": digest(run.inputs),
-        "retry_of": run.retry_of.public_id if run.retry_of_id else None,
+        "retry_of": retry_of,
         "started_by_user_id": run.started_by_user_id,
         "started_by_api_key_id": run.started_by_api_key_id,
         "started_by_trigger_id": run.started_by_trigger_id,
@@ -185,8 +180,8 @@ class _ChainCheck:
 
     def _check_content(self, event, label: str, position: int) -> None:
         data = event.data
-        if event.type == "run.created" and data.get("header") != run_header(self.run):
-            raise Broken(f"the run's inputs or header differ from what {label} recorded", position)
+        if event.type == "run.created":
+            self._check_header(data, label, position)
         if event.type == "step.recorded":
             step = self.steps.get(data.get("step"))
             if step is None:
@@ -196,6 +191,10 @@ class _ChainCheck:
                     f"step #{step.sequence} ({step.node_id}) differs from what {label} recorded",
                     position,
                 )
+            if not step_tag_matches(
+                data.get("tag"), self.run.public_id, step.sequence, data["sha256"]
+            ):
+                raise Broken(f"step #{step.sequence} ({step.node_id}) {NOT_OURS}", position)
             self.seen_steps.add(step.sequence)
         if event.type in self.pinned:
             pinned, rows = self.pinned[event.type]
@@ -210,6 +209,13 @@ class _ChainCheck:
                 self.last_completion = data
             if self.last_status == "failed":
                 self.last_failure = data
+
+    def _check_header(self, data: dict, label: str, position: int) -> None:
+        header = data.get("header")
+        if header != run_header(self.run):
+            raise Broken(f"the run's inputs or header differ from what {label} recorded", position)
+        if not header_tag_matches(data.get("tag"), self.run.public_id, digest(header)):
+            raise Broken(f"the run's header ({label}) {NOT_OURS}", position)
 
     def _check_nothing_unrecorded(self, checked: int) -> None:
         for sequence, step in sorted(self.steps.items()):

@@ -5,6 +5,9 @@ from django.db.models import Q
 from procedures.models import Environment, Procedure, ProcedureVersion, Trigger, TriggerEvent
 from rapidfolio import crypto, ids
 
+# The ledger's models live in their own module; importing them here registers them.
+from runs.ledger_models import Checkpoint, LedgerLeaf, LedgerNode, LedgerQueue  # noqa: F401
+
 
 class RunStatus(models.TextChoices):
     PENDING = "pending", "Pending"

@@ -193,6 +193,23 @@ def lock_status(run_id: int) -> tuple[str, ChainHead] | None:
     return None if row is None else (row[0], ChainHead(row[1], row[2]))
 
 
+def _header_facts_columns(runs: str) -> str:
+    """What authenticating the run's row takes (HeaderFacts): three scalar subqueries, each
+    served by a unique index."""
+    created = (
+        f"(SELECT data FROM {_table(RunEvent)} WHERE run_id = {runs}.id AND sequence = 1 "
+        "AND type = 'run.created')"
+    )
+    # The procedure's public id only when the run's version is one of its versions: a row
+    # pointed at another procedure's version then names no procedure, which no header names.
+    procedure = (
+        f"(SELECT p.public_id FROM {_table(Procedure)} p JOIN {_table(ProcedureVersion)} v "
+        f"ON v.procedure_id = p.id WHERE v.id = {runs}.version_id AND p.id = {runs}.procedure_id)"
+    )
+    retry_of = f"(SELECT r.public_id FROM {runs} r WHERE r.id = {runs}.retry_of_id)"
+    return f"{created}, {procedure}, {retry_of}"
+
+
 @cache
 def _lock_run_sql() -> str:
     runs = _table(Run)
@@ -204,26 +221,38 @@ def _lock_run_sql() -> str:
     )
     return _for_update(
         f"SELECT {columns(Run, runs)}, {version.format('number')}, "
-        f"{version.format('definition')}, {has_connections}, {_chain_head_columns(runs + '.id')} "
-        f"FROM {runs} WHERE id = %s"
+        f"{version.format('definition')}, {has_connections}, {_chain_head_columns(runs + '.id')}, "
+        f"{_header_facts_columns(runs)} FROM {runs} WHERE id = %s"
     )
+
+
+class HeaderFacts(NamedTuple):
+    """What the engine checks the run's row against before it acts on it (runs.engine.
+    authenticity), read with the row: the data of its run.created event (None without one)
+    and the public ids that its header names, as the row points at them now."""
+
+    created: dict | None
+    procedure: str | None  # None when the run's version is not one of its procedure's
+    retry_of: str | None
 
 
 class LockedRun(NamedTuple):
     run: Run
     head: ChainHead
     has_connections: bool
+    header_facts: HeaderFacts
 
 
 def lock_run(run_id: int) -> LockedRun | None:
     """Lock the run's row and read it whole, with its version (number and definition: the
-    rest is never needed to execute it), whether its environment has connections, and its
-    chain's head: one query. None if there is no such run."""
+    rest is never needed to execute it), whether its environment has connections, its
+    chain's head and its HeaderFacts: one query. None if there is no such run."""
     row = _one(_lock_run_sql(), [run_id])
     if row is None:
         return None
     run = build(Run, row)
-    number, definition, has_connections, last_sequence, last_hash = row[-5:]
+    number, definition, has_connections, last_sequence, last_hash = row[-8:-3]
+    created, procedure, retry_of = row[-3:]
     field = ProcedureVersion._meta.get_field("definition")
     run.version = ProcedureVersion.from_db(
         connection.alias,
@@ -235,7 +264,13 @@ def lock_run(run_id: int) -> LockedRun | None:
             field.from_db_value(definition, None, connection),
         ],
     )
-    return LockedRun(run, ChainHead(last_sequence, last_hash), bool(has_connections))
+    data = RunEvent._meta.get_field("data").from_db_value(created, None, connection)
+    return LockedRun(
+        run,
+        ChainHead(last_sequence, last_hash),
+        bool(has_connections),
+        HeaderFacts(data, procedure, retry_of),
+    )
 
 
 # --- what every API request and start reads ---------------------------------------------------
@@ -278,3 +313,13 @@ def any_enabled_webhook_endpoint(environment: str) -> bool:
         )
         is not None
     )
+
+
+# --- the ledger -------------------------------------------------------------------------------
+LEDGER_LOCK_KEY = 0x5246_4C47  # "RFLG": one sealer at a time, across processes
+
+
+def lock_ledger() -> None:
+    """Serialise sealers for this transaction (PostgreSQL; SQLite serialises writers)."""
+    if connection.vendor == "postgresql":
+        _one("SELECT pg_advisory_xact_lock(%s)", [LEDGER_LOCK_KEY])

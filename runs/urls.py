@@ -10,6 +10,7 @@ urlpatterns = [
     path("<str:public_id>/cancel/", views.cancel, name="cancel"),
     path("<str:public_id>/retry/", views.retry, name="retry"),
     path("<str:public_id>/integrity/", views.integrity, name="integrity"),
+    path("<str:public_id>/evidence.json", views.evidence_bundle, name="evidence"),
     # Each tab but the overview has its own URL, so any tab can be bookmarked or shared.
     re_path(
         r"^(?P<public_id>[^/]+)/(?P<tab>inputs|step-log|output|events)/$",

@@ -1,5 +1,7 @@
 """The run pages: the Runs list, a run with its tabs, and the Cancel and Retry actions."""
 
+import json
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
@@ -10,6 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 from rapidfolio.views import forbidden, is_swap, render_page
 from runs import selectors
 from runs.errors import RunError
+from runs.evidence import NotSealed, bundle, ledger_status
 from runs.filters import RunFilter
 from runs.integrity import verify_run
 from runs.models import FailureKind, Run, RunEvent, RunStatus
@@ -61,9 +64,26 @@ def integrity(request, public_id):
     """
     run = _get_run(public_id)
     if is_swap(request):
-        context = {"run": run, "verification": verify_run(run)}
+        context = {"run": run, "verification": verify_run(run), "ledger": ledger_status(run)}
         return render_page(request, "runs/detail.html", context, partial="integrity")
     return render_run_page(request, run, DEFAULT_TAB, verify=True)
+
+
+@login_required
+@require_GET
+def evidence_bundle(request, public_id):
+    """The run's evidence bundle as a download (docs/evidence.md), once it is sealed."""
+    run = _get_run(public_id)
+    try:
+        document = bundle(run)
+    except NotSealed as exc:
+        return HttpResponse(str(exc), status=409, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(
+        json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True),
+        content_type="application/json; charset=utf-8",
+    )
+    response["Content-Disposition"] = f'attachment; filename="{run.public_id}-evidence.json"'
+    return response
 
 
 @login_required
@@ -177,6 +197,7 @@ def run_page_context(request, run: Run, tab: str, *, verify=False) -> dict:
         "retries": retries,
         # Verified on request (see `integrity`), unless this page is that request.
         "verification": verify_run(run) if verify else None,
+        "ledger": ledger_status(run) if verify else None,
         "can_cancel": not run.is_terminal and user.has_perm("runs.cancel_run"),
         "can_retry": (
             run.status == RunStatus.FAILED

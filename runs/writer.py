@@ -13,10 +13,12 @@ through a `RunWriter`, inside one transaction that holds the run's row lock:
 Nothing is written before `flush()`: the steps go in one INSERT, the run's changed columns in
 one UPDATE (however many transitions and lease moves the transaction made) and the events in
 one INSERT, through runs.sql. Events are hashed here as they are appended, in sequence, so the
-chain is computed in exactly one place. The engine, the services (start, cancel, retry), the
-review decisions of the reviews app and the webhook deliveries all write through it; only
-review requests and decisions, which the reviews app owns, are rows it writes itself, in the
-same transaction, each pinned by an event appended here.
+chain is computed in exactly one place; the facts the engine acts on (the run's header, every
+step) are tagged here too, with the key outside the database (runs.authenticity). The engine,
+the services (start, cancel, retry), the review decisions of the reviews app and the webhook
+deliveries all write through it; only review requests and decisions, which the reviews app
+owns, are rows it writes itself, in the same transaction, each pinned by an event appended
+here.
 """
 
 from contextlib import nullcontext
@@ -27,7 +29,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from runs import dispatch, lifecycle, sql
-from runs.integrity import GENESIS_HASH, event_hash, run_header, step_digest
+from runs.authenticity import header_tag, step_tag
+from runs.integrity import GENESIS_HASH, digest, event_hash, run_header, step_digest
 from runs.models import Run, RunEvent, RunStatus, Step, StepStatus
 
 STEP_RECORDED = "step.recorded"
@@ -55,7 +58,9 @@ class RunWriter:
         run.lease_expires_at = now + timedelta(seconds=settings.RUN_LEASE_SECONDS)
         sql.insert([run], returning_pk=True)
         writer = cls(run)
-        writer.append_event("run.created", actor=actor, data={"header": run_header(run)})
+        header = run_header(run)
+        tag = header_tag(run.public_id, digest(header))
+        writer.append_event("run.created", actor=actor, data={"header": header, "tag": tag})
         return writer
 
     @classmethod
@@ -95,13 +100,15 @@ class RunWriter:
         return event
 
     def add_step(self, *, sequence: int, actor: str, **fields) -> Step:
-        """Record one node execution at `sequence` and the event that pins its content."""
+        """Record one node execution at `sequence` and the event that pins its content, with
+        the tag that authenticates it (runs.authenticity)."""
         now = timezone.now()
         fields.setdefault("started_at", now)
         fields.setdefault("finished_at", now)
         fields.setdefault("status", StepStatus.SUCCEEDED)
         step = Step(run_id=self.run.pk, sequence=sequence, **fields)
         self._steps.append(step)
+        sha256 = step_digest(step)
         self.append_event(
             STEP_RECORDED,
             actor=actor,
@@ -110,7 +117,8 @@ class RunWriter:
                 "node": step.node_id,
                 "status": step.status,
                 "attempt": step.attempt,
-                "sha256": step_digest(step),
+                "sha256": sha256,
+                "tag": step_tag(self.run.public_id, step.sequence, sha256),
             },
         )
         return step

@@ -80,6 +80,7 @@ def test_openapi_document_lists_every_operation(client, db):
         "/v1/procedures/{procedure_id}/{environment}",
         "/v1/runs",
         "/v1/runs/{run_id}",
+        "/v1/runs/{run_id}/evidence",
         "/v1/runs/{run_id}/cancel",
         "/v1/runs/{run_id}/retry",
     }

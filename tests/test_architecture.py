@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PRODUCT = ("procedures", "runs", "reviews", "rapidfolio")
+PRODUCT = ("procedures", "runs", "reviews", "rapidfolio", "rapidfolio_verify")
 OURS = (*PRODUCT, "bench", "tests")
 MAX_FUNCTION_LINES = 60
 MAX_MODULE_LINES = 400

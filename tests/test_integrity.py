@@ -95,6 +95,8 @@ def test_edited_event_is_detected_at_that_event(finished_run):
 
 def test_deleted_event_is_detected(finished_run):
     event = finished_run.events.get(sequence=2)
+    # The attacker deletes the event's queue entry for the ledger too (its foreign key).
+    _tamper("runs_ledgerqueue", "DELETE FROM runs_ledgerqueue WHERE event_id = %s", [event.pk])
     _tamper("runs_runevent", "DELETE FROM runs_runevent WHERE id = %s", [event.pk])
     result = verify_run(Run.objects.get(pk=finished_run.pk))
     assert not result.intact

@@ -4,7 +4,10 @@ from rapidfolio import scheduler
 
 
 class Command(BaseCommand):
-    help = "Reap stuck runs and fire due cron triggers, every few seconds, until stopped."
+    help = (
+        "Seal the ledger (every LEDGER_SEAL_INTERVAL_SECONDS), reap stuck runs and fire due "
+        "cron triggers (every --interval seconds), until stopped."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--interval", type=float, default=scheduler.TICK_SECONDS)
@@ -12,6 +15,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, interval, once, **options):
         if once:
+            scheduler.seal_ledger()
             scheduler.tick()
             return
         self.stdout.write(f"Scheduler running every {interval:g}s (Ctrl+C to stop).")

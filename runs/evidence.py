@@ -1,0 +1,200 @@
+"""A run checked against the ledger, and exported as an evidence bundle.
+
+`ledger_status(run)` names, for each of the run's events, whether it is sealed in the latest
+checkpoint published outside the database, and what is wrong when it is not (changed, missing,
+forged, not yet sealed). `bundle(run)` gives the self-contained JSON that rapidfolio_verify
+checks offline: the record, each event as its leaf with an inclusion proof, and the signed
+checkpoint (docs/evidence.md).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from rapidfolio import keys
+from rapidfolio_verify import facts, merkle, note
+from runs import ledger, selectors
+from runs.integrity import digest, iso, run_header
+from runs.models import LedgerLeaf, LedgerQueue, Run
+
+BUNDLE_FORMAT = "rapidfolio-evidence/1"
+
+# Sections of a bundle that apps above runs add (the reviews app: requests and decisions),
+# registered from their AppConfig.ready: name -> run -> list of dicts.
+BUNDLE_SECTIONS: dict[str, Callable[[Run], list[dict]]] = {}
+
+
+def register_bundle_section(name: str, rows_of: Callable[[Run], list[dict]]) -> None:
+    BUNDLE_SECTIONS[name] = rows_of
+
+
+@dataclass
+class LedgerProblem:
+    fact: str
+    problem: str  # changed | missing | forged | not yet sealed
+
+    def __str__(self):
+        return f"{self.fact}: {self.problem}"
+
+
+@dataclass
+class LedgerStatus:
+    sealed_in: int | None = None  # the checkpoint's tree size, when every event is sealed
+    problems: list[LedgerProblem] = field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        return not any(p.problem != "not yet sealed" for p in self.problems)
+
+    @property
+    def sealed(self) -> bool:
+        return self.sealed_in is not None and not self.problems
+
+
+@dataclass
+class _Leaves:
+    events: list[dict]
+    leaf_index: dict[int, int]  # event id -> leaf index
+    stored_hash: dict[int, str]  # event id -> the leaf hash the ledger stored
+    queued: set[int]
+
+
+def _leaves_of(run: Run) -> _Leaves:
+    events = list(selectors.run_events(run).values(*ledger.EVENT_FIELDS))
+    ids = [event["id"] for event in events]
+    leaves = LedgerLeaf.objects.filter(event_id__in=ids).values_list(
+        "event_id", "index", "leaf_hash"
+    )
+    queued = set(LedgerQueue.objects.filter(event_id__in=ids).values_list("event_id", flat=True))
+    return _Leaves(
+        events,
+        {event_id: index for event_id, index, _ in leaves},
+        {event_id: leaf_hash for event_id, _, leaf_hash in leaves},
+        queued,
+    )
+
+
+def ledger_status(run: Run, published: ledger.Published | None = None) -> LedgerStatus:
+    """Check every event of the run against the latest checkpoint published outside the
+    database (or the one given)."""
+    published = published or ledger.latest_published()
+    found = _leaves_of(run)
+    status = LedgerStatus()
+    store = ledger.NodeStore()
+    to_prove = []
+    for event in found.events:
+        fact = f"event #{event['sequence']} ({event['type']})"
+        index = found.leaf_index.get(event["id"])
+        leaf_hash = merkle.leaf_hash(ledger.event_leaf(event))
+        if index is None:
+            problem = "not yet sealed" if event["id"] in found.queued else "missing"
+            status.problems.append(LedgerProblem(fact, problem))
+        elif found.stored_hash[event["id"]] != leaf_hash.hex():
+            status.problems.append(LedgerProblem(fact, "changed"))
+        elif published is None or index >= published.size:
+            status.problems.append(LedgerProblem(fact, "not yet sealed"))
+        else:
+            to_prove.append((fact, index, leaf_hash))
+    if published is not None and to_prove:
+        _check_inclusion(store, published, to_prove, status)
+    if published is not None and not status.problems:
+        status.sealed_in = published.size
+    return status
+
+
+def _check_inclusion(store, published, to_prove, status: LedgerStatus) -> None:
+    def proofs(subtree):
+        return [merkle.inclusion_proof(index, published.size, subtree) for _, index, _ in to_prove]
+
+    try:
+        all_proofs = store.batched(proofs)
+    except ledger.MissingNode:
+        for fact, _, _ in to_prove:
+            status.problems.append(LedgerProblem(fact, "forged"))
+        return
+    for (fact, index, leaf_hash), proof in zip(to_prove, all_proofs, strict=True):
+        if not merkle.verify_inclusion(index, published.size, leaf_hash, proof, published.root):
+            status.problems.append(LedgerProblem(fact, "forged"))
+
+
+# --- the bundle -------------------------------------------------------------------------------
+class NotSealed(Exception):
+    """The run has events that no published checkpoint covers yet."""
+
+
+def bundle(run: Run) -> dict:
+    """The evidence bundle of a run whose every event is sealed (else NotSealed)."""
+    published = ledger.latest_published()
+    status = ledger_status(run, published)
+    if not status.sealed:
+        problems = "; ".join(str(p) for p in status.problems) or "no checkpoint published yet"
+        raise NotSealed(f"Run {run.public_id} is not sealed in a checkpoint yet: {problems}")
+    found = _leaves_of(run)
+    store = ledger.NodeStore()
+    indexes = [found.leaf_index[event["id"]] for event in found.events]
+    proofs = store.batched(
+        lambda subtree: [merkle.inclusion_proof(i, published.size, subtree) for i in indexes]
+    )
+    events = [
+        {**_event_dict(event), "index": index, "inclusion_proof": [p.hex() for p in proof]}
+        for event, index, proof in zip(found.events, indexes, proofs, strict=True)
+    ]
+    public_key = keys.public_key_bytes()
+    return {
+        "format": BUNDLE_FORMAT,
+        "run": run_section(run),
+        "events": events,
+        "checkpoint": published.note,
+        "tree_size": published.size,
+        "origin": settings.LEDGER_ORIGIN,
+        "key_id": note.key_id(settings.LEDGER_ORIGIN, public_key).hex(),
+        "public_key": note.vkey(settings.LEDGER_ORIGIN, public_key),
+    }
+
+
+def _event_dict(event: dict) -> dict:
+    return {
+        "run": event["run__public_id"],
+        "sequence": event["sequence"],
+        "type": event["type"],
+        "actor": event["actor"],
+        "data": event["data"],
+        "created_at": iso(event["created_at"]),
+        "prev_hash": event["prev_hash"],
+        "hash": event["hash"],
+    }
+
+
+def run_section(run: Run) -> dict:
+    failed = run.failed_step
+    section = {
+        "id": run.public_id,
+        "procedure": {"id": run.procedure.public_id, "name": run.procedure.name},
+        "version": run.version.number,
+        "environment": run.environment,
+        "type": run.type,
+        "status": run.status,
+        "inputs": run.inputs,
+        "output": run.output,
+        "failure": None
+        if run.status != "failed"
+        else {
+            "reason": run.failure_reason,
+            "kind": run.failure_kind,
+            "step": failed.sequence if failed else None,
+        },
+        "header": run_header(run),
+        "inputs_sha256": digest(run.inputs),
+        "started_by": run.started_by_label,
+        "steps": [_step_dict(step) for step in selectors.step_rows(run)],
+    }
+    for name, rows_of in BUNDLE_SECTIONS.items():
+        section[name] = rows_of(run)
+    return section
+
+
+def _step_dict(step) -> dict:
+    values = {name: getattr(step, name) for name in facts.STEP_FIELDS}
+    values["started_at"], values["finished_at"] = iso(step.started_at), iso(step.finished_at)
+    return values
