@@ -1,12 +1,14 @@
 """Shared fixtures. Tests use the real database and the real broker: SQLite and the in-memory
 StubBroker on the embedded run, PostgreSQL and Redis when DATABASE_URL and REDIS_URL are set."""
 
+import io
 import os
 
 import dramatiq
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.core.management import call_command
 from django.db import connection
 from django.db.backends.base.operations import BaseDatabaseOperations
 
@@ -143,6 +145,36 @@ SIMPLE_DEFINITION = {
 @pytest.fixture
 def simple_version(db):
     return make_version(SIMPLE_DEFINITION, name="Classify payment")
+
+
+# --- the runtime database role (PostgreSQL) ---------------------------------------------
+def _runtime_role_name() -> str:
+    # Roles are the cluster's, not the database's: one per test database, so that concurrent
+    # test sessions (other databases, xdist workers) never share or drop each other's.
+    return f"rapidfolio_test_runtime_{connection.settings_dict['NAME']}"[:63]
+
+
+def _drop_role(cursor, role: str) -> None:
+    cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])
+    if cursor.fetchone():
+        cursor.execute(f'DROP OWNED BY "{role}"')  # its grants in this database
+        cursor.execute(f'DROP ROLE "{role}"')
+
+
+@pytest.fixture(scope="session")
+def runtime_role(django_db_setup, django_db_blocker):
+    """A plain login role with the grants `grant_runtime_role` gives, committed."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL)")
+    with django_db_blocker.unblock():
+        role = _runtime_role_name()
+        with connection.cursor() as cursor:
+            _drop_role(cursor, role)
+            cursor.execute(f'CREATE ROLE "{role}" LOGIN')
+        call_command("grant_runtime_role", role, stdout=io.StringIO())
+        yield role
+        with connection.cursor() as cursor:
+            _drop_role(cursor, role)
 
 
 # --- the worker -----------------------------------------------------------------------------

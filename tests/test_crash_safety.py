@@ -111,12 +111,12 @@ def _definition(url):
     }
 
 
-def _start_worker(**extra_env) -> subprocess.Popen:
+def _start_worker(role: str, **extra_env) -> subprocess.Popen:
+    """A rundramatiq worker connected as `role`: the runtime role, as in production."""
     db = connection.settings_dict
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:"
-        f"{db['PORT']}/{db['NAME']}",
+        "DATABASE_URL": f"postgres://{role}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "REDIS_URL": settings.REDIS_URL,
         "DRAMATIQ_NAMESPACE": settings.DRAMATIQ_NAMESPACE,
         "SECRET_KEY": settings.SECRET_KEY,
@@ -161,20 +161,20 @@ def _assert_each_call_happened_once(run, payments):
     assert verify_run(run).intact
 
 
-def test_sigkilled_worker_message_is_redelivered_and_the_run_completes_once(payments):
+def test_sigkilled_worker_message_is_redelivered_and_the_run_completes_once(payments, runtime_role):
     version = make_version(_definition(payments.url), name="Crash test payment")
     fast_failover = {
         "DRAMATIQ_HEARTBEAT_TIMEOUT_MS": "2000",
         "DRAMATIQ_MAINTENANCE_CHANCE": "1000000",
     }
-    first = _start_worker(**fast_failover)
+    first = _start_worker(runtime_role, **fast_failover)
     second = None
     try:
         run = start_run(version=version, environment="sandbox", type="api", inputs={})
         assert payments.slow_arrived.wait(60), "the first worker never reached the slow call"
         _kill(first)
         assert _status(run) == "running"
-        second = _start_worker(**fast_failover)
+        second = _start_worker(runtime_role, **fast_failover)
         assert _wait_for(lambda: _status(run) == "completed"), _status(run)
     finally:
         for worker in (first, second):
@@ -184,16 +184,16 @@ def test_sigkilled_worker_message_is_redelivered_and_the_run_completes_once(paym
     assert payments.requests["/slow"] == 2
 
 
-def test_sigkilled_worker_run_is_completed_by_the_reaper(payments):
+def test_sigkilled_worker_run_is_completed_by_the_reaper(payments, runtime_role):
     version = make_version(_definition(payments.url), name="Crash test payment")
-    first = _start_worker()
+    first = _start_worker(runtime_role)
     second = None
     try:
         run = start_run(version=version, environment="sandbox", type="api", inputs={})
         assert payments.slow_arrived.wait(60), "the first worker never reached the slow call"
         _kill(first)
         # Dead worker's message stays unacknowledged (default 60 s heartbeat): the reaper acts.
-        second = _start_worker()
+        second = _start_worker(runtime_role)
         later = timezone.now() + datetime.timedelta(seconds=settings.RUN_LEASE_SECONDS + 1)
         assert reap_stuck_runs(now=later) == [run.pk]
         assert _wait_for(lambda: _status(run) == "completed"), _status(run)

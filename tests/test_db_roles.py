@@ -20,35 +20,6 @@ needs_sqlite = pytest.mark.skipif(settings.DATABASE_IS_POSTGRES, reason="the SQL
 ROLE_CHECKS = {"rapidfolio.W001", "rapidfolio.W002", "rapidfolio.W003"}
 
 
-def _runtime_role_name() -> str:
-    # Roles are the cluster's, not the database's: one per test database, so that concurrent
-    # test sessions (other databases, xdist workers) never share or drop each other's.
-    return f"rapidfolio_test_runtime_{connection.settings_dict['NAME']}"[:63]
-
-
-def _drop_role(cursor, role: str) -> None:
-    cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])
-    if cursor.fetchone():
-        cursor.execute(f'DROP OWNED BY "{role}"')  # its grants in this database
-        cursor.execute(f'DROP ROLE "{role}"')
-
-
-@pytest.fixture(scope="session")
-def runtime_role(django_db_setup, django_db_blocker):
-    """A plain login role with the grants `grant_runtime_role` gives, committed."""
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (DATABASE_URL)")
-    with django_db_blocker.unblock():
-        role = _runtime_role_name()
-        with connection.cursor() as cursor:
-            _drop_role(cursor, role)
-            cursor.execute(f'CREATE ROLE "{role}" LOGIN')
-        call_command("grant_runtime_role", role, stdout=io.StringIO())
-        yield role
-        with connection.cursor() as cursor:
-            _drop_role(cursor, role)
-
-
 def _connect(role: str, password: str | None = None) -> psycopg.Connection:
     database = connection.settings_dict
     return psycopg.connect(
