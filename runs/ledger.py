@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from rapidfolio import keys
@@ -59,20 +59,33 @@ class NodeStore:
         self.known: dict[tuple[int, int], bytes] = {}
 
     def prefetch(self, wanted) -> None:
+        """Read the wanted nodes not known yet: one query for leaves, one for the rest."""
         missing = {key for key in wanted if key not in self.known}
         leaves = [position for level, position in missing if level == 0]
-        for index, leaf_hash in LedgerLeaf.objects.filter(index__in=leaves).values_list(
-            "index", "leaf_hash"
-        ):
-            self.known[(0, index)] = bytes.fromhex(leaf_hash)
+        if leaves:
+            found = LedgerLeaf.objects.filter(index__in=leaves).values_list("index", "leaf_hash")
+            for index, leaf_hash in found:
+                self.known[(0, index)] = bytes.fromhex(leaf_hash)
         levels: dict[int, list[int]] = {}
         for level, position in missing:
             if level:
                 levels.setdefault(level, []).append(position)
+        if not levels:
+            return
+        where = Q()
         for level, positions in levels.items():
-            found = LedgerNode.objects.filter(level=level, position__in=positions)
-            for position, node_hash in found.values_list("position", "hash"):
-                self.known[(level, position)] = bytes.fromhex(node_hash)
+            where |= Q(level=level, position__in=positions)
+        for level, position, node_hash in LedgerNode.objects.filter(where).values_list(
+            "level", "position", "hash"
+        ):
+            self.known[(level, position)] = bytes.fromhex(node_hash)
+
+    def prefetch_frontier(self, size: int) -> None:
+        """The complete subtrees that make up a tree of `size` leaves (at most log2 of it):
+        all that appending to it and computing its root need."""
+        frontier: set[tuple[int, int]] = set()
+        _complete_subtrees(0, size, frontier)
+        self.prefetch(frontier)
 
     def node(self, level: int, position: int) -> bytes:
         if (level, position) not in self.known:
@@ -170,6 +183,7 @@ def seal(*, batch: int = SEAL_BATCH) -> Sealed | None:
             return None
         store = NodeStore()
         old_size = tree_size()
+        store.prefetch_frontier(old_size)
         new_size = _append_leaves(store, old_size, [event_id for _, event_id in queued])
         LedgerQueue.objects.filter(id__in=[queue_id for queue_id, _ in queued]).delete()
         root = store.subtree_hash(0, new_size)

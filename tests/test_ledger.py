@@ -6,7 +6,9 @@ import os
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.test import TestCase, override_settings
+from django.test.utils import CaptureQueriesContext
 
 from rapidfolio import keys
 from rapidfolio_verify import facts, merkle, note
@@ -264,3 +266,15 @@ def test_the_generated_key_file_is_private(tmp_path, settings):
         assert (tmp_path / "ledger-signing.key").stat().st_mode & 0o777 == 0o600
     finally:
         keys.forget_cached_keys()
+
+
+def test_a_seal_costs_the_same_few_queries_however_big_the_tree(simple_version):
+    """Not one query per node: the tree's frontier and the consistency proof's nodes are each
+    read in one go (make bench measured a sealer spending its time on per-node reads)."""
+    counts = []
+    for amount in range(1, 40):
+        finished_run(simple_version, amount)
+        with CaptureQueriesContext(connection) as captured:
+            seal()
+        counts.append(len(captured.captured_queries))
+    assert max(counts) <= 12, counts  # 10-11 here, at 4 leaves as at 160
