@@ -3,8 +3,10 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/rapidfolio_bench \
     REDIS_URL=redis://127.0.0.1:6379/0 make bench [EXPLAIN=1]
 
-`--only throughput,api` measures only the named parts (list, detail, api, throughput) against
-the same seeded database; the others are left out of the report.
+`--only throughput,api` measures only the named parts (list, detail, api, throughput, ledger)
+against the same seeded database; the others are left out of the report. `ledger` measures the
+API and the engine with the ledger off and on side by side, the seal lag, and the verification
+of a 1,000-step run's evidence bundle (bench/ledger_cost.py).
 
 Environment: BENCH_RUNS (1,000,000), BENCH_RESEED=1 (seed again), BENCH_THROUGHPUT_RUNS
 (2,000), BENCH_API_REQUESTS (2,000), BENCH_API_CLIENTS (50), BENCH_WORKER_THREADS (4),
@@ -17,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-PARTS = ("list", "detail", "api", "throughput")
+PARTS = ("list", "detail", "api", "throughput", "ledger")
 
 
 def main(argv=None) -> int:
@@ -77,7 +79,7 @@ def run(config: dict, *, explain: bool, output: str, only=PARTS) -> int:
         print(f"reusing {name}: {marker['runs']:,} runs seeded {marker['seeded_at']}")
         results["seed"] = {**marker, "reused": True}
 
-    from bench import api_load, pages, throughput
+    from bench import api_load, ledger_cost, pages, throughput
 
     started = time.perf_counter()
     if "list" in only or "detail" in only:
@@ -90,12 +92,14 @@ def run(config: dict, *, explain: bool, output: str, only=PARTS) -> int:
         results["list"] = pages.measure_list(config, explain=explain)
     if "detail" in only:
         results["detail"] = pages.measure_detail(config, marker["big_run"])
-    if "api" in only or "throughput" in only:
+    if {"api", "throughput", "ledger"} & set(only):
         with api_load.server(config) as srv:
             if "api" in only:
                 results["api"] = api_load.measure(config, srv)
             if "throughput" in only:
                 results["throughput"] = throughput.measure(config, srv)
+            if "ledger" in only:
+                results["ledger"] = ledger_cost.measure(config, srv)
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
     report.print_report(results)
     report.write_json(results, output)

@@ -83,6 +83,17 @@ def cpu_seconds(pids) -> dict[int, float]:
     return seconds
 
 
+def system_busy_seconds() -> float:
+    """CPU seconds every process on the machine has used since boot (all but idle and iowait):
+    less what the measured groups used, it is what else ran beside the benchmark."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
 def postgres_backends(database: str) -> list[int]:
     """Server processes attached to `database` (their title names it)."""
     pids = []

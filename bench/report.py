@@ -96,9 +96,14 @@ def print_report(results: dict) -> None:
     api = results.get("api") or {"figures": {}}
     for name, figure in api["figures"].items():
         print(_row(f"API {name}", figure, figure.get("target_ms"), figure.get("size", "")))
+    ledger = results.get("ledger")
+    if ledger is not None:
+        _bundle_rows(ledger["bundle"])
     t = results.get("throughput")
     if t is not None:
         _print_throughput(t)
+    if ledger is not None:
+        _print_ledger(ledger)
     plans = listing.get("plans")
     if plans:
         print()
@@ -137,9 +142,74 @@ def _print_throughput(t: dict) -> None:
         )
 
 
+def _bundle_rows(bundle: dict) -> None:
+    if "error" in bundle:
+        print(f"  {'evidence bundle: does not verify':<44} {bundle['error']}  FAIL")
+        return
+    size = f"{bundle['size']}, {bundle['bytes']:,} bytes"
+    print(_row("evidence bundle: export (1,000-step run)", bundle["export"], None, size))
+    tree = f"{bundle['events_in_bundle']:,} proofs in a tree of {bundle['tree_size']:,}"
+    print(_row("evidence bundle: verify offline", bundle["verify"], bundle["target_ms"], tree))
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def _print_ledger(ledger: dict) -> None:
+    targets, verdicts = ledger["targets"], ledger["verdicts"]
+    print()
+    print(f"  ledger off vs on, phases {', '.join(m.upper() for m in ledger['order'])} (on/off):")
+    for number, pair in enumerate(ledger["pairs"], 1):
+        runs, p95, cpu = pair["runs_per_second"], pair["api_p95_ms"], pair["cpu_ms_per_run"]
+        print(
+            f"    pair {number}: engine {runs['on']:,.1f} / {runs['off']:,.1f} runs/s "
+            f"= {_x(runs['ratio'])}; API p95 {p95['on']:,.1f} / {p95['off']:,.1f} ms "
+            f"= {_x(p95['ratio'])}; CPU per run {cpu['on']:.1f} / {cpu['off']:.1f} ms "
+            f"= {_x(cpu['ratio'])} (sealer {cpu['sealer']:.1f} ms); other processes "
+            f"kept {pair['other_cpus']['on']:.2f} / {pair['other_cpus']['off']:.2f} CPUs busy"
+        )
+    median = ledger["median_ratio"]
+    print(
+        f"    median on/off: runs/s {median['runs_per_second']:.3f} "
+        f"(target ≥ {targets['min_runs_ratio']:.2f}) {_verdict(verdicts['runs_per_second'])}; "
+        f"API p95 {median['api_p95_ms']:.3f} "
+        f"(target ≤ {targets['max_api_p95_ratio']:.2f}) {_verdict(verdicts['api_p95'])}"
+    )
+    lag = ledger["seal_lag"]["all"]
+    print(
+        f"  seal lag (event created → first signed checkpoint covering it), {lag['events']:,} "
+        f"events of the ON engine phases: p50 {_s(lag['p50_s'])}, p95 {_s(lag['p95_s'])}, "
+        f"max {_s(lag['max_s'])}; {lag['within_share'] * 100:.1f}% within "
+        f"{lag['target_seconds']:g} s (target ≥ {lag['target_share'] * 100:.0f}%) "
+        f"{_verdict(verdicts['seal_lag'])}"
+        + (f"; {lag['unsealed']:,} not sealed" if lag["unsealed"] else "")
+    )
+    queue = ledger["prefilled_queue"]
+    if queue["queued"]:
+        print(
+            f"  queue before measuring: {queue['queued']:,} events queued by earlier writes; "
+            f"{queue['sealed']:,} sealed, {queue['deleted']:,} taken out of the queue unsealed"
+        )
+    print(
+        f"  ledger queue trigger installed after the bench: "
+        f"{'yes PASS' if ledger['trigger_installed'] else 'NO FAIL'}"
+    )
+
+
+def _x(ratio) -> str:
+    return "—" if ratio is None else f"{ratio:.3f}"
+
+
+def _s(seconds) -> str:
+    return "unsealed" if seconds is None else f"{seconds:,.2f} s"
+
+
 def plans_ok(results: dict) -> bool:
+    """No list query without an index, and (with the ledger part) every ledger verdict."""
     plans = (results.get("list") or {}).get("plans") or {}
-    return all(plan["ok"] for plan in plans.values())
+    ledger = (results.get("ledger") or {}).get("verdicts") or {}
+    return all(plan["ok"] for plan in plans.values()) and all(ledger.values())
 
 
 def write_json(results: dict, path: str) -> None:

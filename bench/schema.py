@@ -9,7 +9,7 @@ after django.setup().
 from django.core.exceptions import FieldDoesNotExist
 
 from reviews.models import ReviewDecision, ReviewRequest
-from runs.models import Run, RunEvent, Step
+from runs.models import Checkpoint, LedgerLeaf, LedgerQueue, Run, RunEvent, Step
 
 
 class Names:
@@ -40,3 +40,6 @@ STEP = Names(Step)
 EVENT = Names(RunEvent)
 REVIEW_REQUEST = Names(ReviewRequest)
 REVIEW_DECISION = Names(ReviewDecision)
+LEAF = Names(LedgerLeaf)
+CHECKPOINT = Names(Checkpoint)
+QUEUE = Names(LedgerQueue)
