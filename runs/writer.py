@@ -52,8 +52,9 @@ class RunWriter:
     def create(cls, run: Run, *, actor: str) -> "RunWriter":
         """Insert a new, pending run and its run.created event (at `flush`). The run is this
         transaction's own: nobody else sees it, so its empty chain needs no locking read."""
+        if run.status != RunStatus.PENDING:  # the model's default: only lifecycle moves it
+            raise ValueError(f"A new run starts pending, not {run.status}.")
         now = run.created_at
-        run.status = RunStatus.PENDING
         # If no worker picks the run up by then, the reaper enqueues it again.
         run.lease_expires_at = now + timedelta(seconds=settings.RUN_LEASE_SECONDS)
         sql.insert([run], returning_pk=True)
