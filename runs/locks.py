@@ -12,6 +12,8 @@ from contextlib import contextmanager
 
 from django.db import connection
 
+from runs import sql
+
 _local_locks: set[int] = set()
 _local_guard = threading.Lock()
 
@@ -20,15 +22,12 @@ _local_guard = threading.Lock()
 def run_execution_lock(run_id: int):
     """Yield True when this worker may drive the run, False when another worker holds it."""
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [run_id])
-            acquired = cursor.fetchone()[0]
+        acquired = sql.try_run_lock(run_id)
         try:
             yield acquired
         finally:
             if acquired:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s)", [run_id])
+                sql.release_run_lock(run_id)
         return
     with _local_guard:
         acquired = run_id not in _local_locks

@@ -315,6 +315,15 @@ def any_enabled_webhook_endpoint(environment: str) -> bool:
     )
 
 
+# --- who drives a run: a session advisory lock (runs.locks) ---------------------------------
+def try_run_lock(run_id: int) -> bool:
+    return bool(_one("SELECT pg_try_advisory_lock(%s)", [run_id])[0])
+
+
+def release_run_lock(run_id: int) -> None:
+    _one("SELECT pg_advisory_unlock(%s)", [run_id])
+
+
 # --- the ledger -------------------------------------------------------------------------------
 LEDGER_LOCK_KEY = 0x5246_4C47  # "RFLG": one sealer at a time, across processes
 
