@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import Prefetch, Q, QuerySet
 
+from rapidfolio_verify.facts import STEP_FIELDS
 from runs.filters import RunFilter
 from runs.models import Run, RunEvent, Step
 
@@ -215,24 +216,8 @@ def run_events(run: Run) -> QuerySet[RunEvent]:
 
 # A step and an event as the whole record (the API, the integrity check) reads them: every
 # column the record shows, with the step's key, which a failed run points at.
-STEP_ROW_FIELDS = (
-    "pk",
-    "sequence",
-    "node_id",
-    "node_type",
-    "tool",
-    "status",
-    "attempt",
-    "input",
-    "output",
-    "request",
-    "response",
-    "idempotency_key",
-    "error",
-    "error_kind",
-    "started_at",
-    "finished_at",
-)
+# The step's fields are exactly those its digest covers (rapidfolio_verify.facts).
+STEP_ROW_FIELDS = ("pk", *STEP_FIELDS)
 EVENT_ROW_FIELDS = ("sequence", "type", "actor", "data", "created_at", "prev_hash", "hash")
 
 
