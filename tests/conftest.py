@@ -15,7 +15,10 @@ from django.db.backends.base.operations import BaseDatabaseOperations
 from procedures.models import Procedure, ProcedureVersion
 from rapidfolio import broker as embedded
 from rapidfolio.roles import OPERATORS, REVIEWERS
+from runs import engine
 from runs.append_only import allow_purge, purge_sql
+from runs.integrity import verify_run
+from runs.services import start_run
 
 if os.environ.get("RAPIDFOLIO_REQUIRE_SERVICES") and not (
     settings.DATABASE_IS_POSTGRES and settings.REDIS_URL
@@ -145,6 +148,21 @@ SIMPLE_DEFINITION = {
 @pytest.fixture
 def simple_version(db):
     return make_version(SIMPLE_DEFINITION, name="Classify payment")
+
+
+@pytest.fixture
+def finished_run(simple_version):
+    """A run of the simple procedure, completed by the engine, its record intact."""
+    run = start_run(
+        version=simple_version,
+        environment="sandbox",
+        inputs={"amount": 5000, "currency": "usd"},
+        type="api",
+    )
+    engine.drive(run.pk)
+    run.refresh_from_db()
+    assert run.status == "completed" and verify_run(run).intact
+    return run
 
 
 # --- the runtime database role (PostgreSQL) ---------------------------------------------

@@ -11,7 +11,6 @@ import json
 import os
 from contextlib import contextmanager
 
-import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
 
@@ -315,20 +314,6 @@ def test_verify_run_reports_a_step_event_without_its_tag(finished_run):
     assert verify_run(Run.objects.get(pk=finished_run.pk)).problem == (
         f"step #2 (big_out) {NOT_OURS}"
     )
-
-
-@pytest.fixture
-def finished_run(simple_version):
-    run = start_run(
-        version=simple_version,
-        environment="sandbox",
-        inputs={"amount": 5000, "currency": "usd"},
-        type="api",
-    )
-    engine.drive(run.pk)
-    run.refresh_from_db()
-    assert run.status == "completed" and verify_run(run).intact
-    return run
 
 
 # --- what the check costs and reads -----------------------------------------------------------

@@ -2,47 +2,10 @@
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 
-from runs import engine
 from runs.integrity import verify_run
 from runs.models import Run
-from runs.services import start_run
-
-
-def _without_triggers(table: str):
-    """Disable the append-only triggers for the rest of this test's transaction."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # Deferred foreign-key checks count as pending trigger events; settle them first.
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-            cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
-        else:
-            cursor.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s", [table]
-            )
-            for (name,) in cursor.fetchall():
-                cursor.execute(f"DROP TRIGGER {name}")
-
-
-def _tamper(table: str, sql: str, params):
-    _without_triggers(table)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-
-
-@pytest.fixture
-def finished_run(simple_version):
-    run = start_run(
-        version=simple_version,
-        environment="sandbox",
-        inputs={"amount": 5000, "currency": "usd"},
-        type="api",
-    )
-    engine.drive(run.pk)
-    run.refresh_from_db()
-    assert run.status == "completed"
-    return run
+from tests.tampering import tamper
 
 
 def test_an_untouched_run_verifies_intact(finished_run):
@@ -53,14 +16,14 @@ def test_an_untouched_run_verifies_intact(finished_run):
 
 def test_edited_step_output_is_detected_and_named(finished_run):
     step = finished_run.steps.get(sequence=1)
-    _tamper("runs_step", "UPDATE runs_step SET output = %s WHERE id = %s", ["false", step.pk])
+    tamper("runs_step", "UPDATE runs_step SET output = %s WHERE id = %s", ["false", step.pk])
     result = verify_run(Run.objects.get(pk=finished_run.pk))
     assert not result.intact
     assert "step #1 (big) differs" in result.problem
 
 
 def test_edited_inputs_are_detected(finished_run):
-    _tamper(
+    tamper(
         "runs_run",
         "UPDATE runs_run SET inputs = %s WHERE id = %s",
         ['{"amount": 50, "currency": "usd"}', finished_run.pk],
@@ -71,7 +34,7 @@ def test_edited_inputs_are_detected(finished_run):
 
 
 def test_edited_output_is_detected(finished_run):
-    _tamper(
+    tamper(
         "runs_run",
         "UPDATE runs_run SET output = %s WHERE id = %s",
         ['{"size": "small"}', finished_run.pk],
@@ -83,7 +46,7 @@ def test_edited_output_is_detected(finished_run):
 
 def test_edited_event_is_detected_at_that_event(finished_run):
     event = finished_run.events.get(sequence=2)
-    _tamper(
+    tamper(
         "runs_runevent",
         "UPDATE runs_runevent SET actor = %s WHERE id = %s",
         ["user:mallory", event.pk],
@@ -96,15 +59,15 @@ def test_edited_event_is_detected_at_that_event(finished_run):
 def test_deleted_event_is_detected(finished_run):
     event = finished_run.events.get(sequence=2)
     # The attacker deletes the event's queue entry for the ledger too (its foreign key).
-    _tamper("runs_ledgerqueue", "DELETE FROM runs_ledgerqueue WHERE event_id = %s", [event.pk])
-    _tamper("runs_runevent", "DELETE FROM runs_runevent WHERE id = %s", [event.pk])
+    tamper("runs_ledgerqueue", "DELETE FROM runs_ledgerqueue WHERE event_id = %s", [event.pk])
+    tamper("runs_runevent", "DELETE FROM runs_runevent WHERE id = %s", [event.pk])
     result = verify_run(Run.objects.get(pk=finished_run.pk))
     assert not result.intact
     assert "event #2 is missing" in result.problem
 
 
 def test_status_rewritten_behind_the_events_is_detected(finished_run):
-    _tamper(
+    tamper(
         "runs_run",
         "UPDATE runs_run SET status = 'failed', failure_kind = 'permanent' WHERE id = %s",
         [finished_run.pk],
@@ -123,7 +86,7 @@ def test_verify_runs_command_reports_intact_runs_and_exits_zero(finished_run, ca
 
 def test_verify_runs_command_names_the_broken_run_and_exits_non_zero(finished_run, capsys):
     step = finished_run.steps.get(sequence=2)
-    _tamper(
+    tamper(
         "runs_step", "UPDATE runs_step SET output = %s WHERE id = %s", ['{"size": "tiny"}', step.pk]
     )
     with pytest.raises(SystemExit) as exited:
