@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from rapidfolio import keys
-from rapidfolio_verify import facts, merkle, note
+from rapidfolio_verify import merkle, note
 from runs import ledger, selectors
-from runs.integrity import digest, iso, run_header
+from runs.integrity import digest, run_header, step_fact
 from runs.models import LedgerLeaf, LedgerQueue, Run
 
 BUNDLE_FORMAT = "rapidfolio-evidence/1"
@@ -137,7 +137,7 @@ def bundle(run: Run) -> dict:
         lambda subtree: [merkle.inclusion_proof(i, published.size, subtree) for i in indexes]
     )
     events = [
-        {**_event_dict(event), "index": index, "inclusion_proof": [p.hex() for p in proof]}
+        {**ledger.event_fact(event), "index": index, "inclusion_proof": [p.hex() for p in proof]}
         for event, index, proof in zip(found.events, indexes, proofs, strict=True)
     ]
     public_key = keys.public_key_bytes()
@@ -150,19 +150,6 @@ def bundle(run: Run) -> dict:
         "origin": settings.LEDGER_ORIGIN,
         "key_id": note.key_id(settings.LEDGER_ORIGIN, public_key).hex(),
         "public_key": note.vkey(settings.LEDGER_ORIGIN, public_key),
-    }
-
-
-def _event_dict(event: dict) -> dict:
-    return {
-        "run": event["run__public_id"],
-        "sequence": event["sequence"],
-        "type": event["type"],
-        "actor": event["actor"],
-        "data": event["data"],
-        "created_at": iso(event["created_at"]),
-        "prev_hash": event["prev_hash"],
-        "hash": event["hash"],
     }
 
 
@@ -187,14 +174,8 @@ def run_section(run: Run) -> dict:
         "header": run_header(run),
         "inputs_sha256": digest(run.inputs),
         "started_by": run.started_by_label,
-        "steps": [_step_dict(step) for step in selectors.step_rows(run)],
+        "steps": [step_fact(step) for step in selectors.step_rows(run)],
     }
     for name, rows_of in BUNDLE_SECTIONS.items():
         section[name] = rows_of(run)
     return section
-
-
-def _step_dict(step) -> dict:
-    values = {name: getattr(step, name) for name in facts.STEP_FIELDS}
-    values["started_at"], values["finished_at"] = iso(step.started_at), iso(step.finished_at)
-    return values

@@ -54,11 +54,15 @@ def event_hash(
     )
 
 
-def step_digest(step) -> str:
-    """A Step (or a step row) as rapidfolio_verify.facts.step_digest reads it."""
+def step_fact(step) -> dict:
+    """A Step (or a step row) as its digest and an evidence bundle record it."""
     values = {name: getattr(step, name) for name in STEP_FIELDS}
     values["started_at"], values["finished_at"] = iso(step.started_at), iso(step.finished_at)
-    return facts.step_digest(values)
+    return values
+
+
+def step_digest(step) -> str:
+    return facts.step_digest(step_fact(step))
 
 
 def run_header(run) -> dict:

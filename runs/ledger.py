@@ -137,20 +137,23 @@ def tree_size() -> int:
     return 0 if last is None else last + 1
 
 
+def event_fact(event: dict) -> dict:
+    """An event row read with `EVENT_FIELDS` as the ledger and a bundle record it."""
+    return {
+        "run": event["run__public_id"],
+        "sequence": event["sequence"],
+        "type": event["type"],
+        "actor": event["actor"],
+        "data": event["data"],
+        "created_at": iso(event["created_at"]),
+        "prev_hash": event["prev_hash"],
+        "hash": event["hash"],
+    }
+
+
 def event_leaf(event: dict) -> bytes:
     """The leaf bytes of an event row read with `EVENT_FIELDS` (and its run's public id)."""
-    return facts.leaf_bytes(
-        {
-            "run": event["run__public_id"],
-            "sequence": event["sequence"],
-            "type": event["type"],
-            "actor": event["actor"],
-            "data": event["data"],
-            "created_at": iso(event["created_at"]),
-            "prev_hash": event["prev_hash"],
-            "hash": event["hash"],
-        }
-    )
+    return facts.leaf_bytes(event_fact(event))
 
 
 EVENT_FIELDS = (
