@@ -1,19 +1,21 @@
 """What the ledger costs: the start-run API and the engine with the ledger off and on, side by
 side in one run, and how long a fact waits for a signed checkpoint.
 
-Four phases, ON, OFF, ON, OFF. OFF: the queue trigger (runs.ledger_queue) is dropped and no
-sealer runs, the product as it was before the ledger. ON: the trigger is installed and a sealer
-runs (`manage.py run_scheduler --interval 86400`, in the workers' environment, its checkpoints
-written to a temporary directory under bench-results/; the long interval keeps its reaper and
-cron tick to the one at start-up, so only the ledger's work differs between the modes). Each
-phase measures the paced start-run API (BENCH_API_REQUESTS POSTs at BENCH_API_RATE from
-BENCH_API_CLIENTS clients, no workers running, as bench/api_load does) and then the engine
-(BENCH_THROUGHPUT_RUNS runs through two workers, as bench/throughput does, the workers first
-draining the API phase's runs). Each ON phase and the OFF phase after it form a pair; the
-figures are each pair's on/off ratio of runs/s, of the API's client-side p95 and of CPU per run
-(in ON, the sealer's CPU and that of its PostgreSQL backend are counted, up to the moment it has
-sealed the phase's last event). PASS: median on/off ratio of runs/s >= 0.90 and of API p95
-<= 1.10. The trigger is installed again at the end whatever happens: the product needs it.
+BENCH_LEDGER_PAIRS pairs of phases (default 4), which alternate the mode that goes first
+(ON OFF, OFF ON, ON OFF, OFF ON, ...: neither mode always has the warmer or the colder
+machine). OFF: the queue trigger (runs.ledger_queue) is dropped and no sealer runs, the product
+as it was before the ledger. ON: the trigger is installed and a sealer runs (`manage.py
+run_scheduler --interval 86400`, in the workers' environment, its checkpoints written to a
+temporary directory under bench-results/; the long interval keeps its reaper and cron tick to
+the one at start-up, so only the ledger's work differs between the modes). Each phase measures
+the paced start-run API (BENCH_API_REQUESTS POSTs at BENCH_API_RATE from BENCH_API_CLIENTS
+clients, no workers running, as bench/api_load does) and then the engine (BENCH_THROUGHPUT_RUNS
+runs through two workers, as bench/throughput does, the workers first draining the API phase's
+runs). The figures are each pair's on/off ratio of runs/s, of the API's client-side p95 and of
+CPU per run (in ON, the sealer's CPU and that of its PostgreSQL backend are counted, up to
+the moment it has sealed the phase's last event). PASS: median on/off ratio of runs/s >= 0.90
+and of API p95 <= 1.10. The trigger is installed again at the end whatever happens: the
+product needs it.
 
 Seal lag (bench/seal_lag.py), for every event of an ON phase's engine runs: from the event's
 created_at to the first signed checkpoint covering it. Printed as p50/p95/max; PASS when
@@ -36,11 +38,12 @@ from django.utils import timezone
 
 from bench import api_load, database, ledger_bundle, procs, scenario, seal_lag, throughput
 from bench.api_load import LOG_DIR, Server
+from bench.env import env_int
 from bench.report import summary
 from bench.schema import EVENT, QUEUE, RUN
 from runs import ledger, ledger_queue
 
-ORDER = ("on", "off", "on", "off")
+DEFAULT_PAIRS = 4
 MIN_RUNS_RATIO = 0.90
 MAX_API_P95_RATIO = 1.10
 SEAL_WAIT_SECONDS = 120
@@ -54,6 +57,15 @@ API_FIRST_INDEX = 20_000_000  # inputs distinct from the other parts'
 # those events then stay outside the ledger, as the COPY-seeded ones are in any case.
 PREFILLED_SEAL_MAX = 100_000
 PREFILLED_SEAL_SECONDS = 60
+
+
+def phase_order(pairs: int) -> tuple[str, ...]:
+    """ON OFF, OFF ON, ON OFF, ...: each pair's first phase alternates."""
+    return tuple(
+        mode
+        for pair in range(pairs)
+        for mode in (("on", "off") if pair % 2 == 0 else ("off", "on"))
+    )
 
 
 def measure(config: dict, srv: Server) -> dict:
@@ -76,8 +88,9 @@ def _measure(config: dict, srv: Server, checkpoints: Path) -> dict:
             srv, clients=config["api_clients"], requests=API_WARM_UP_REQUESTS, first_index=0
         )
         phases, lags = [], []
-        for number, mode in enumerate(ORDER):
-            print(f"ledger: phase {number + 1} of {len(ORDER)}, ledger {mode}")
+        order = phase_order(env_int("BENCH_LEDGER_PAIRS", DEFAULT_PAIRS))
+        for number, mode in enumerate(order):
+            print(f"ledger: phase {number + 1} of {len(order)}, ledger {mode}")
             phase, phase_lags = _phase(config, srv, version.pk, mode, number, checkpoints)
             phases.append(phase)
             if phase_lags is not None:
@@ -344,7 +357,7 @@ def _figures(phases, lags, prefilled: dict, installed: bool, bundle: dict) -> di
         "trigger_installed": installed,
     }
     return {
-        "order": list(ORDER),
+        "order": [phase["mode"] for phase in phases],
         "phases": phases,
         "pairs": pairs,
         "median_ratio": {name: round(value, 3) for name, value in median.items()},
