@@ -2,7 +2,7 @@ import json
 
 from django import forms
 from django.contrib import admin
-from django.db.models import Max
+from django.db.models import Max, Sum
 from django.utils.html import format_html
 
 from procedures.definition import clean_version_definition
@@ -175,5 +175,40 @@ class TriggerEventAdmin(ReadOnlyRecordAdmin, admin.ModelAdmin):
 
 @admin.register(RejectedDelivery)
 class RejectedDeliveryAdmin(ReadOnlyRecordAdmin, admin.ModelAdmin):
-    list_display = ["trigger", "reason", "remote_addr", "received_at"]
-    list_filter = ["trigger"]
+    """A row stands for `count` refused deliveries (runs/triggers/rejections.py keeps them
+    bounded); the list's subtitle adds up the deliveries of the rows it lists."""
+
+    list_display = [
+        "trigger",
+        "reason",
+        "remote_addr",
+        "count",
+        "throttled",
+        "received_at",
+        "last_seen",
+    ]
+    list_filter = ["trigger", "throttled"]
+    list_select_related = ["trigger"]
+    date_hierarchy = "received_at"
+    fields = [
+        "trigger",
+        "reason",
+        "remote_addr",
+        "count",
+        "throttled",
+        "received_at",
+        "last_seen",
+        "body_bytes",
+        "body_sha256",
+        "body_excerpt",
+    ]
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        changelist = getattr(response, "context_data", {}).get("cl")
+        if changelist is not None:
+            deliveries = changelist.queryset.aggregate(total=Sum("count"))["total"] or 0
+            response.context_data["subtitle"] = (
+                f"{deliveries} refused deliveries in {changelist.result_count} rows"
+            )
+        return response

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 
 from procedures.definition import clean_version_definition
 from rapidfolio import crypto, ids
@@ -179,12 +180,21 @@ class TriggerEvent(models.Model):
         max_length=20, choices=TriggerOutcome.choices, default=TriggerOutcome.STARTED
     )
     detail = models.TextField(blank=True)
+    # SHA-256 of the webhook body as signed ("" for a cron firing): a second deduplication key
+    # on what the sender signed, so a replayed body never starts a second run whatever its
+    # unsigned headers say (runs/triggers/services.py).
+    signed_body_sha256 = models.CharField(max_length=64, blank=True, editable=False)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=["trigger", "external_id"], name="triggerevent_unique_external_id"
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["trigger", "signed_body_sha256"],
+                condition=~models.Q(signed_body_sha256=""),
+                name="triggerevent_unique_signed_body",
+            ),
         ]
         ordering = ["-received_at"]
 
@@ -193,19 +203,39 @@ class TriggerEvent(models.Model):
 
 
 class RejectedDelivery(models.Model):
-    """A webhook delivery refused before anything started (bad signature, stale timestamp)."""
+    """Webhook deliveries refused before anything started (bad signature, stale timestamp).
+
+    Anyone can send them, so they are kept bounded (runs/triggers/rejections.py): a row stands
+    for `count` deliveries (repeats of one body from one address for one reason), and past the
+    per-trigger rate limit a `throttled` row per minute counts the rest. The counts add up to
+    every refused delivery.
+    """
 
     trigger = models.ForeignKey(
         Trigger, null=True, blank=True, on_delete=models.PROTECT, related_name="rejections"
     )
-    received_at = models.DateTimeField(auto_now_add=True)
+    received_at = models.DateTimeField("first seen", default=timezone.now, editable=False)
+    last_seen = models.DateTimeField(default=timezone.now, editable=False)
+    count = models.PositiveIntegerField(default=1, help_text="Deliveries this row stands for.")
+    throttled = models.BooleanField(
+        default=False,
+        help_text="Deliveries beyond the trigger's rate limit: counted here, not itemised.",
+    )
     reason = models.CharField(max_length=300)
     remote_addr = models.CharField(max_length=64, blank=True)
     body_excerpt = models.TextField(blank=True)
+    body_sha256 = models.CharField("body SHA-256", max_length=64, blank=True)
+    # None: not one body (a throttled row), or recorded before lengths were kept.
+    body_bytes = models.PositiveIntegerField("body length (bytes)", null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at"]
         verbose_name_plural = "rejected deliveries"
+        # runs/triggers/rejections.py: a trigger's rows of the last minute (rate limit) and of
+        # the aggregation window (repeats), both ranges on received_at.
+        indexes = [
+            models.Index(fields=["trigger", "received_at"], name="rejecteddelivery_trigger_seen")
+        ]
 
     def __str__(self):
         return f"{self.reason} at {self.received_at:%Y-%m-%d %H:%M:%S}"

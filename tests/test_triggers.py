@@ -13,6 +13,7 @@ from django.test import Client
 
 from procedures.models import RejectedDelivery, Trigger, TriggerEvent
 from runs.models import Run, RunStatus, RunType
+from runs.triggers.services import STRIPE_CLOCK_SKEW_SECONDS, accept_event
 from tests.conftest import make_version
 
 STRIPE_SECRET = "whsec_test_secret"
@@ -89,13 +90,21 @@ def send_stripe(client, trigger, event, *, secret=STRIPE_SECRET, timestamp=None,
     )
 
 
-def linear_issue(*, action="create", type="Issue", sent_at=None, title="Refund request"):
+def linear_issue(
+    *,
+    action="create",
+    type="Issue",
+    sent_at=None,
+    title="Refund request",
+    issue_id="iss_1",
+    created_at="2026-01-05T10:00:00.000Z",
+):
     return {
         "action": action,
         "type": type,
-        "data": {"id": "iss_1", "title": title, "priority": 2},
+        "data": {"id": issue_id, "title": title, "priority": 2},
         "url": "https://linear.app/acme/issue/OPS-1",
-        "createdAt": "2026-01-05T10:00:00.000Z",
+        "createdAt": created_at,
         "webhookId": "wh_1",
         "webhookTimestamp": int((time.time() if sent_at is None else sent_at) * 1000),
     }
@@ -195,6 +204,27 @@ def test_stripe_event_signed_more_than_300_seconds_ago_is_rejected(client, strip
     assert response.status_code == 400
     assert "tolerance" in RejectedDelivery.objects.get().reason
     assert Run.objects.count() == 0
+
+
+def test_stripe_event_signed_beyond_the_clock_skew_in_the_future_is_rejected(
+    client, stripe_trigger
+):
+    future = int(time.time()) + STRIPE_CLOCK_SKEW_SECONDS + 10
+    response = send_stripe(client, stripe_trigger, stripe_event(), timestamp=future)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "delivery_rejected"
+    rejection = RejectedDelivery.objects.get()
+    assert "future" in rejection.reason
+    assert rejection.trigger == stripe_trigger
+    assert TriggerEvent.objects.count() == 0
+    assert Run.objects.count() == 0
+
+
+def test_stripe_event_signed_just_inside_the_clock_skew_is_accepted(client, stripe_trigger):
+    ahead = int(time.time()) + STRIPE_CLOCK_SKEW_SECONDS - 5
+    response = send_stripe(client, stripe_trigger, stripe_event(), timestamp=ahead)
+    assert response.status_code == 202
+    assert RejectedDelivery.objects.count() == 0
 
 
 def test_stripe_event_without_signature_header_is_rejected(client, stripe_trigger):
@@ -310,7 +340,7 @@ def test_linear_issue_created_starts_a_run(client, linear_trigger):
     assert response.status_code == 202
     run = Run.objects.get(public_id=response.json()["run"])
     assert run.inputs == {"title": "Refund request", "priority": 2}
-    assert run.trigger_event.external_id == "dlv_1"
+    assert run.trigger_event.external_id == "wh_1:2026-01-05T10:00:00.000Z:Issue.create:iss_1"
     assert run.trigger_event.event_type == "Issue.create"
 
 
@@ -322,12 +352,87 @@ def test_linear_redelivery_with_the_same_delivery_id_starts_nothing(client, line
     assert Run.objects.count() == 1
 
 
-def test_linear_delivery_without_header_is_deduplicated_by_webhook_id_and_time(
+def test_linear_redelivery_signed_again_later_is_recognised_by_its_signed_ids(
     client, linear_trigger
 ):
-    send_linear(client, linear_trigger, linear_issue(), delivery=None)
-    send_linear(client, linear_trigger, linear_issue(), delivery=None)
-    assert Run.objects.get().trigger_event.external_id == "wh_1:2026-01-05T10:00:00.000Z"
+    # Linear stamps each attempt anew, so a genuine redelivery is a different signed body.
+    first = send_linear(client, linear_trigger, linear_issue(sent_at=time.time() - 30))
+    again = send_linear(client, linear_trigger, linear_issue(), delivery="dlv_2")
+    assert again.status_code == 200
+    assert again.json()["duplicate"] is True
+    assert again.json()["run"] == first.json()["run"]
+    assert Run.objects.count() == 1
+
+
+def test_replayed_linear_body_starts_one_run_whatever_its_delivery_header(client, linear_trigger):
+    payload = linear_issue()
+    first = send_linear(client, linear_trigger, payload, delivery="dlv_1")
+    replays = [
+        send_linear(client, linear_trigger, payload, delivery=delivery)
+        for delivery in ("dlv_forged", None, "dlv_1")
+    ]
+    assert first.status_code == 202
+    assert [replay.status_code for replay in replays] == [200, 200, 200]
+    assert [replay.json()["duplicate"] for replay in replays] == [True, True, True]
+    assert {replay.json()["run"] for replay in replays} == {first.json()["run"]}
+    assert Run.objects.count() == 1
+    assert TriggerEvent.objects.count() == 1
+
+
+def test_two_different_linear_events_start_two_runs(client, linear_trigger):
+    first = send_linear(client, linear_trigger, linear_issue(issue_id="iss_1"), delivery="dlv_1")
+    second = send_linear(
+        client,
+        linear_trigger,
+        linear_issue(issue_id="iss_2", created_at="2026-01-05T10:00:01.000Z"),
+        delivery="dlv_1",
+    )
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert first.json()["run"] != second.json()["run"]
+    assert Run.objects.count() == 2
+
+
+def test_two_linear_issues_created_in_the_same_millisecond_start_two_runs(client, linear_trigger):
+    send_linear(client, linear_trigger, linear_issue(issue_id="iss_1"))
+    send_linear(client, linear_trigger, linear_issue(issue_id="iss_2"))
+    assert Run.objects.count() == 2
+
+
+def test_replayed_linear_body_without_ids_is_recognised_by_its_digest(client, linear_trigger):
+    payload = linear_issue()
+    del payload["webhookId"], payload["createdAt"]
+    first = send_linear(client, linear_trigger, payload, delivery="dlv_1")
+    again = send_linear(client, linear_trigger, payload, delivery="dlv_2")
+    body = json.dumps(payload).encode()
+    assert Run.objects.get().trigger_event.external_id == (
+        "sha256:" + hashlib.sha256(body).hexdigest()
+    )
+    assert again.json()["run"] == first.json()["run"]
+
+
+def test_a_signed_body_accepted_once_is_a_duplicate_under_any_external_id(linear_trigger):
+    # The general rule for every HMAC trigger: whatever id its receiver derives, the same
+    # signed body never starts a second run.
+    body = json.dumps(linear_issue()).encode()
+    first = accept_event(
+        trigger=linear_trigger,
+        external_id="id-a",
+        event_type="Issue.create",
+        payload=json.loads(body),
+        wanted=True,
+        signed_body=body,
+    )
+    again = accept_event(
+        trigger=linear_trigger,
+        external_id="id-b",
+        event_type="Issue.create",
+        payload=json.loads(body),
+        wanted=True,
+        signed_body=body,
+    )
+    assert again.duplicate is True
+    assert again.event == first.event
+    assert Run.objects.count() == 1
 
 
 def test_linear_issue_update_is_ignored(client, linear_trigger):
