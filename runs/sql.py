@@ -20,7 +20,7 @@ from typing import NamedTuple
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 from procedures.models import Connection, Procedure, ProcedureVersion
-from runs.models import ApiKey, Run, RunEvent, WebhookEndpoint
+from runs.models import ApiKey, OutboxMessage, Run, RunEvent, WebhookEndpoint
 
 # Field types whose get_db_prep_save returns a value of these exact types (or None) unchanged,
 # and whose pre_save only reads the attribute: such values skip the field's method calls, which
@@ -313,6 +313,12 @@ def any_enabled_webhook_endpoint(environment: str) -> bool:
         )
         is not None
     )
+
+
+def insert_outbox_message(message: OutboxMessage) -> None:
+    """Every start writes its run's message to the outbox (runs.dispatch), in its transaction:
+    this module's INSERT, as the run's own. Not the record: no hash, no ledger fact."""
+    insert([message], returning_pk=True)
 
 
 # --- who drives a run: a session advisory lock (runs.locks) ---------------------------------

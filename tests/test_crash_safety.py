@@ -1,4 +1,5 @@
-"""A worker killed with SIGKILL mid-run loses nothing and never repeats a finished tool call.
+"""A worker killed with SIGKILL mid-run loses nothing and never repeats a finished tool call; a
+process killed between a run's commit and its message's send loses nothing either.
 
 Real `manage.py rundramatiq` worker processes on Redis and PostgreSQL; the integration is a
 local HTTP server that, like Stripe, performs each Idempotency-Key's effect once.
@@ -21,8 +22,9 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from runs import outbox
 from runs.integrity import verify_run
-from runs.models import Run
+from runs.models import OutboxMessage, Run
 from runs.services import reap_stuck_runs, start_run
 from tests.conftest import make_version, needs_postgres, needs_redis
 
@@ -111,10 +113,11 @@ def _definition(url):
     }
 
 
-def _start_worker(role: str, **extra_env) -> subprocess.Popen:
-    """A rundramatiq worker connected as `role`: the runtime role, as in production."""
+def _environment(role: str, **extra_env) -> dict:
+    """A product process's environment, connected as `role`: the runtime role, as in
+    production."""
     db = connection.settings_dict
-    env = {
+    return {
         **os.environ,
         "DATABASE_URL": f"postgres://{role}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "REDIS_URL": settings.REDIS_URL,
@@ -122,10 +125,14 @@ def _start_worker(role: str, **extra_env) -> subprocess.Popen:
         "SECRET_KEY": settings.SECRET_KEY,
         **extra_env,
     }
+
+
+def _start_worker(role: str, **extra_env) -> subprocess.Popen:
+    """A rundramatiq worker connected as `role`."""
     return subprocess.Popen(
         [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "2"],
         cwd=BASE_DIR,
-        env=env,
+        env=_environment(role, **extra_env),
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -196,9 +203,64 @@ def test_sigkilled_worker_run_is_completed_by_the_reaper(payments, runtime_role)
         second = _start_worker(runtime_role)
         later = timezone.now() + datetime.timedelta(seconds=settings.RUN_LEASE_SECONDS + 1)
         assert reap_stuck_runs(now=later) == [run.pk]
+        assert reap_stuck_runs(now=later) == []  # sent once per backoff step, not per tick
         assert _wait_for(lambda: _status(run) == "completed"), _status(run)
     finally:
         for worker in (first, second):
             if worker is not None and worker.poll() is None:
                 _kill(worker)
     _assert_each_call_happened_once(run, payments)
+
+
+# The run commits, then the process dies before its message is sent: the kill is the first of the
+# transaction's on-commit callbacks, so dispatch's send (registered after it) never runs.
+KILLED_AFTER_COMMIT = """
+import os, signal
+from django.db import transaction
+from procedures.models import ProcedureVersion
+from runs.services import start_run
+version = ProcedureVersion.objects.get(pk={version_pk})
+with transaction.atomic():
+    transaction.on_commit(lambda: os.kill(os.getpid(), signal.SIGKILL))
+    run = start_run(version=version, environment="sandbox", type="api", inputs={{}})
+    print(run.pk, flush=True)
+"""
+
+QUICK_DEFINITION = {
+    "input_schema": {"type": "object"},
+    "start": "done",
+    "nodes": {"done": {"type": "output", "value": {"n": "1"}}},
+}
+
+
+def test_a_process_killed_between_commit_and_send_loses_nothing(runtime_role):
+    version = make_version(QUICK_DEFINITION, name="Quick")
+    web = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            KILLED_AFTER_COMMIT.format(version_pk=version.pk),
+        ],
+        cwd=BASE_DIR,
+        env=_environment(runtime_role),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert web.returncode == -signal.SIGKILL, web.stderr
+    run = Run.objects.get(pk=int(web.stdout.split()[-1]))
+    assert run.status == "pending"
+    [message] = OutboxMessage.objects.filter(run=run)  # committed with the run
+    assert message.attempts == 0 and message.last_error == ""
+    worker = _start_worker(runtime_role)
+    try:
+        # Never sent: the relay sends it once its send at commit would have had time to work,
+        # long before the lease (RUN_LEASE_SECONDS) would have the reaper do it.
+        assert outbox.send_outbox(now=message.created_at) == 0
+        assert outbox.send_outbox(now=message.next_attempt_at) == 1
+        assert _wait_for(lambda: _status(run) == "completed"), _status(run)
+    finally:
+        _kill(worker)
+    assert Run.objects.get(pk=run.pk).output == {"n": 1}
