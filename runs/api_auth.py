@@ -1,8 +1,12 @@
 """The API's edge guarantees: API-key authentication, environment scoping, Idempotency-Key, and
 JSON bodies the database can store.
 
-A key is sent as `Authorization: Bearer <key>` or `X-API-Key: <key>`. Each key belongs to one
-environment; a request that names or reads the other environment is refused with 403.
+A key is sent as `Authorization: Bearer <key>` or `X-API-Key: <key>`, one rule for both
+(key_of_request): whichever header is present must hold an active key, so a revoked, unknown or
+malformed credential fails the request whatever the other header holds, and both headers must
+carry the same key. Each key belongs to one environment; a request that names the other
+environment is refused with 403, and a run of the other environment is not found (404), exactly
+as an unknown id (runs.selectors.visible_runs).
 
 Idempotency-Key: the first successful (2xx) answer to a POST is stored with a hash of the request
 (method, path, canonical JSON body) in the same transaction as the work it describes, so a
@@ -13,7 +17,9 @@ try again with the same key.
 
 JSON bodies (the API's and the trigger webhooks') are parsed strictly: NaN and Infinity, NUL
 characters and lone surrogates are valid for Python's json module but cannot be stored in a
-PostgreSQL JSON column (nor hashed as UTF-8), so they are refused as malformed up front.
+PostgreSQL JSON column (nor hashed as UTF-8), so they are refused as malformed up front. A
+body is parsed only when its Content-Type says JSON (RFC 8259: in UTF-8); anything else is a
+415, however well it would parse.
 """
 
 import hashlib
@@ -22,14 +28,16 @@ import re
 
 from django.db import IntegrityError, transaction
 from ninja.parser import Parser
-from ninja.security import APIKeyHeader, HttpBearer
+from ninja.security.base import AuthBase
 
+from rapidfolio.api_errors import is_json_media_type
 from runs import api_keys
 from runs.models import ApiKey, IdempotencyRecord
 
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]+$"  # printable ASCII, as HTTP headers should be
 PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+JSON_MEDIA_TYPE = "application/json"
 
 
 class ApiError(Exception):
@@ -75,8 +83,22 @@ def parse_json_body(raw: bytes):
     return value
 
 
+def require_json_content_type(request) -> None:
+    content_type = request.META.get("CONTENT_TYPE", "")
+    charset = request.content_params.get("charset", "utf-8").strip().lower()
+    if not is_json_media_type(content_type) or charset not in ("utf-8", "utf8"):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Send the body as {JSON_MEDIA_TYPE} in UTF-8; this request's Content-Type is "
+            f"{content_type or 'missing'}.",
+            details={"expected": JSON_MEDIA_TYPE, "received": content_type or None},
+        )
+
+
 class StrictJSONParser(Parser):
     def parse_body(self, request):
+        require_json_content_type(request)
         return parse_json_body(request.body)
 
 
@@ -90,19 +112,78 @@ def is_public_id(value: str) -> bool:
     return PUBLIC_ID.fullmatch(value) is not None
 
 
-class BearerKey(HttpBearer):
-    def authenticate(self, request, token):
-        return api_keys.authenticate(token.strip())
+def _unauthorized(reason: str, message: str, headers: list[str]) -> ApiError:
+    return ApiError(401, "unauthorized", message, details={"reason": reason, "headers": headers})
 
 
-class HeaderKey(APIKeyHeader):
-    param_name = "X-API-Key"
+def _presented_keys(request) -> list[tuple[str, str]]:
+    """(header, raw key) for each API-key header the request carries; a header that is there
+    but holds no key in the expected form fails the request."""
+    presented = []
+    authorization = request.headers.get("Authorization")
+    if authorization is not None:
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _unauthorized(
+                "malformed",
+                "The Authorization header must be `Bearer <key>`.",
+                ["Authorization"],
+            )
+        presented.append(("Authorization", token.strip()))
+    header_key = request.headers.get("X-API-Key")
+    if header_key is not None:
+        if not header_key.strip():
+            raise _unauthorized("malformed", "The X-API-Key header is empty.", ["X-API-Key"])
+        presented.append(("X-API-Key", header_key.strip()))
+    return presented
 
-    def authenticate(self, request, key):
-        return api_keys.authenticate((key or "").strip())
+
+def key_of_request(request) -> ApiKey | None:
+    """The active API key the request authenticates with; None when it carries none (ninja
+    then answers 401). Every credential presented must hold, not just one of them."""
+    presented = _presented_keys(request)
+    if not presented:
+        return None
+    headers = [header for header, _ in presented]
+    if len({raw for _, raw in presented}) > 1:
+        raise _unauthorized(
+            "conflicting",
+            "Authorization and X-API-Key carry different keys: send one key.",
+            headers,
+        )
+    api_key = api_keys.authenticate(presented[0][1])
+    if api_key is None:
+        raise _unauthorized(
+            "unknown_or_revoked",
+            f"The API key in {' and '.join(headers)} is unknown or revoked.",
+            headers,
+        )
+    return api_key
 
 
-# Either header works; ninja tries them in order and answers 401 when neither yields a key.
+class BearerKey(AuthBase):
+    openapi_type = "http"
+    openapi_scheme = "bearer"
+    openapi_description = (
+        "`Authorization: Bearer <key>`. X-API-Key is accepted instead; if both are sent they "
+        "must carry the same key, and an unknown or revoked key in either fails the request."
+    )
+
+    def __call__(self, request):
+        return key_of_request(request)
+
+
+class HeaderKey(AuthBase):
+    openapi_type = "apiKey"
+    openapi_in = "header"
+    openapi_name = "X-API-Key"
+    openapi_description = "`X-API-Key: <key>`, the same key as `Authorization: Bearer <key>`."
+
+    def __call__(self, request):
+        return key_of_request(request)
+
+
+# Two security schemes in the OpenAPI document, one rule (key_of_request) for both headers.
 API_KEY_AUTH = [BearerKey(), HeaderKey()]
 
 

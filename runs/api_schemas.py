@@ -126,12 +126,19 @@ class Override(Schema):
 
 
 class DecisionOut(Schema):
-    # reviews.models.Decision's values, written out: runs does not import reviews.
-    decision: Literal["approved", "rejected"]
-    reviewer: str
+    sequence: int
+    # reviews.models.Decision's and DecidedBy's values, written out: runs does not import
+    # reviews. A timeout is decided by the system: no reviewer, the reason in `comment`.
+    decision: Literal["approved", "rejected", "escalated"]
+    decided_by: Literal["person", "system"]
+    reviewer: str | None
     comment: str
     shown_values: Any
+    # The digest of everything the decider was shown (values, policy, the run's state).
+    shown_sha256: str
     overrides: list[Override]
+    # Whether it closed the review (a rejection, the last approval of the quorum).
+    final: bool
     decided_at: datetime
 
 
@@ -144,7 +151,10 @@ class ReviewOut(Schema):
     shown_values: Any
     overridable_fields: Any
     created_at: datetime
+    approvals_required: int
+    deadline: datetime | None
     decision: DecisionOut | None
+    decisions: list[DecisionOut]
 
 
 class FailedStep(Schema):
@@ -191,4 +201,15 @@ class RunDetail(Schema):
     retries: list[str]
 
 
-ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ErrorOut}
+# Every operation may answer these, all as ErrorOut: 413 for any body over the size limit and 500
+# from rapidfolio/api_errors.py, whatever the operation; 415 only where a body is read.
+ERRORS = {
+    400: ErrorOut,
+    401: ErrorOut,
+    403: ErrorOut,
+    404: ErrorOut,
+    413: ErrorOut,
+    422: ErrorOut,
+    500: ErrorOut,
+}
+BODY_ERRORS = {**ERRORS, 415: ErrorOut}
