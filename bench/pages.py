@@ -12,7 +12,7 @@ import re
 import time
 from urllib.parse import urlencode
 
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -23,6 +23,7 @@ from bench import scenario
 from bench.report import summary
 from bench.schema import RUN
 from procedures.models import Procedure
+from rapidfolio.roles import LIVE_ENVIRONMENT
 from runs import selectors
 from runs.models import Run
 
@@ -34,11 +35,19 @@ SMALL_TABLE_RUNS = 100_000
 DETAIL_TABS = ("overview", "inputs", "step-log", "output", "events")
 
 
+def _operator() -> User:
+    """The bench's operator, who sees both environments' runs (the lists measure both); a
+    database seeded before live access was its own group gets it here."""
+    operator = User.objects.get(username=scenario.OPERATOR)
+    operator.groups.add(Group.objects.get(name=LIVE_ENVIRONMENT))
+    return User.objects.get(pk=operator.pk)  # a fresh permission cache
+
+
 def _client() -> Client:
     # Not "testserver": the bench does not install the test environment (it would instrument
     # template rendering and slow every page down).
     client = Client(HTTP_HOST="127.0.0.1")
-    client.force_login(User.objects.get(username=scenario.OPERATOR))
+    client.force_login(_operator())
     return client
 
 
@@ -94,9 +103,9 @@ def list_cases() -> dict[str, dict]:
 
 
 def _followed_cursor(pages: int) -> str:
-    cursor = None
+    cursor, viewer = None, _operator()
     for _ in range(pages):
-        cursor = selectors.list_runs({}, cursor=cursor).next_cursor
+        cursor = selectors.list_runs({}, viewer=viewer, cursor=cursor).next_cursor
         if cursor is None:
             break
     return cursor or ""
@@ -123,6 +132,7 @@ def _query_string(params: dict) -> str:
 def measure_list(config: dict, *, explain: bool) -> dict:
     via_view = _has_route("runs:list")
     client = _client() if via_view else None
+    viewer = _operator()
     samples = config["samples"]
     small = Run.objects.count() < SMALL_TABLE_RUNS
     figures, plans, queries = {}, {}, {}
@@ -138,7 +148,7 @@ def measure_list(config: dict, *, explain: bool) -> dict:
         else:
 
             def call(filters=filters, cursor=cursor):
-                page = selectors.list_runs(filters, cursor=cursor)
+                page = selectors.list_runs(filters, viewer=viewer, cursor=cursor)
                 assert not page.filter.form.errors, page.filter.form.errors
 
         figures[name] = summary(_time(call, samples))
@@ -163,7 +173,7 @@ def list_query_sql(filters: dict, cursor: str | None) -> list[str]:
     (parameters inlined): one, or for several statuses the merge of each status's newest runs
     and the read of that page's rows."""
     with CaptureQueriesContext(connection) as captured:
-        selectors.list_runs(filters, cursor=cursor)
+        selectors.list_runs(filters, viewer=_operator(), cursor=cursor)
     statements = [
         query["sql"]
         for query in captured.captured_queries
@@ -257,9 +267,10 @@ def measure_detail(config: dict, big_run_public_id: str) -> dict:
                 call()
             queries[tab] = len(captured.captured_queries)
     else:
+        viewer = _operator()
 
         def call():
-            found = selectors.run_detail(run.public_id)
+            found = selectors.run_detail(run.public_id, viewer=viewer)
             list(selectors.run_steps(found))
             list(selectors.run_events(found))
 

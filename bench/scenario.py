@@ -12,7 +12,7 @@ from django.core.management import call_command
 from procedures.demo import DEMO_DIR
 from procedures.models import Procedure, ProcedureVersion, Trigger, TriggerKind
 from procedures.tools.support import number_from
-from rapidfolio.roles import OPERATORS, REVIEWERS, ensure_roles
+from rapidfolio.roles import LIVE_ENVIRONMENT, OPERATORS, REVIEWERS, ensure_roles
 from runs.api_keys import create_api_key
 from runs.models import ApiKey
 
@@ -133,11 +133,11 @@ def ensure_people() -> tuple[User, User]:
     operator, _ = User.objects.get_or_create(username=OPERATOR)
     operator.set_password(PASSWORD)
     operator.save()
-    operator.groups.add(Group.objects.get(name=OPERATORS))
+    operator.groups.add(Group.objects.get(name=OPERATORS), Group.objects.get(name=LIVE_ENVIRONMENT))
     reviewer, _ = User.objects.get_or_create(username=REVIEWER)
     reviewer.set_password(PASSWORD)
     reviewer.save()
-    reviewer.groups.add(Group.objects.get(name=REVIEWERS))
+    reviewer.groups.add(Group.objects.get(name=REVIEWERS), Group.objects.get(name=LIVE_ENVIRONMENT))
     # The example procedures restrict their reviews to these groups.
     for name in ("Payment approvers", "Treasury"):
         reviewer.groups.add(Group.objects.get_or_create(name=name)[0])

@@ -10,11 +10,19 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from procedures.models import Procedure
+from rapidfolio.views import forbidden
+
+VIEW_PERMISSION = "procedures.view_procedure"
+NO_PROCEDURE_ACCESS = (
+    "Your account may not see procedures. Ask an administrator for the Operators or Reviewers role."
+)
 
 
 @login_required
 @require_GET
 def procedure_list(request):
+    if not request.user.has_perm(VIEW_PERMISSION):
+        return forbidden(request, NO_PROCEDURE_ACCESS)
     procedures = Procedure.objects.annotate(
         version_count=Count("versions"), latest_version=Max("versions__number")
     ).order_by("name")

@@ -2,12 +2,18 @@
 
 Operators start, cancel and retry runs; Reviewers decide reviews; admins are staff users with
 Django admin. `ensure_roles()` runs after every migrate, so the groups always exist.
+
+Both roles see sandbox runs only. The live environment is granted on its own, by adding a user
+to "Live environment" as well (runs.view_live_run): they then see live runs and may do in live
+what their other role lets them do in sandbox (start, cancel, retry, decide). A user in no group
+sees no run at all.
 """
 
 from django.contrib.auth.models import Group, Permission
 
 OPERATORS = "Operators"
 REVIEWERS = "Reviewers"
+LIVE_ENVIRONMENT = "Live environment"
 
 ROLE_PERMISSIONS = {
     OPERATORS: [
@@ -22,6 +28,9 @@ ROLE_PERMISSIONS = {
         ("reviews", "decide_review"),
         ("reviews", "view_reviewrequest"),
         ("procedures", "view_procedure"),
+    ],
+    LIVE_ENVIRONMENT: [
+        ("runs", "view_live_run"),
     ],
 }
 

@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from rapidfolio.admin_mixins import ReadOnlyRecordAdmin
+from runs import selectors
 from runs.api_keys import create_api_key, revoke
 from runs.models import ApiKey, IdempotencyRecord, Run, RunEvent, Step, WebhookEndpoint
 
@@ -27,6 +28,22 @@ def pretty_field(field: str, label: str):
         return format_html("<pre>{}</pre>", pretty(getattr(obj, field)))
 
     return show
+
+
+class VisibleRunsAdmin:
+    """Run records in admin: only those of runs the staff member may see on the dashboard
+    (live ones need runs.view_live_run); any other is admin's own "does not exist".
+
+    `run_field` is the rows' foreign key to their run, empty for runs themselves.
+    """
+
+    run_field = "run"
+
+    def get_queryset(self, request):
+        rows = super().get_queryset(request)
+        if not self.run_field:
+            return selectors.visible_runs(request.user, rows)
+        return selectors.rows_of_visible_runs(request.user, rows, run_field=self.run_field)
 
 
 class StepInline(ReadOnlyRecordAdmin, admin.TabularInline):
@@ -55,7 +72,8 @@ class RunEventInline(ReadOnlyRecordAdmin, admin.TabularInline):
 
 
 @admin.register(Run)
-class RunAdmin(ReadOnlyRecordAdmin, admin.ModelAdmin):
+class RunAdmin(VisibleRunsAdmin, ReadOnlyRecordAdmin, admin.ModelAdmin):
+    run_field = ""
     list_display = [
         "public_id",
         "procedure",
@@ -100,7 +118,7 @@ class RunAdmin(ReadOnlyRecordAdmin, admin.ModelAdmin):
 
 
 @admin.register(Step)
-class StepAdmin(ReadOnlyRecordAdmin, admin.ModelAdmin):
+class StepAdmin(VisibleRunsAdmin, ReadOnlyRecordAdmin, admin.ModelAdmin):
     list_display = [
         "run",
         "sequence",
@@ -141,7 +159,7 @@ class StepAdmin(ReadOnlyRecordAdmin, admin.ModelAdmin):
 
 
 @admin.register(RunEvent)
-class RunEventAdmin(ReadOnlyRecordAdmin, admin.ModelAdmin):
+class RunEventAdmin(VisibleRunsAdmin, ReadOnlyRecordAdmin, admin.ModelAdmin):
     list_display = ["run", "sequence", "type", "actor", "created_at"]
     list_filter = ["type"]
     search_fields = ["run__public_id", "actor"]

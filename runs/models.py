@@ -5,8 +5,11 @@ from django.db.models import Q
 from procedures.models import Environment, Procedure, ProcedureVersion, Trigger, TriggerEvent
 from rapidfolio import crypto, ids
 
-# The ledger's models live in their own module; importing them here registers them.
+# The ledger's, the outbox's and the scheduler heartbeat's models live in their own modules;
+# importing them here registers them.
+from runs.heartbeat_models import SchedulerHeartbeat  # noqa: F401
 from runs.ledger_models import Checkpoint, LedgerLeaf, LedgerNode, LedgerQueue  # noqa: F401
+from runs.outbox_models import OutboxActor, OutboxMessage  # noqa: F401
 
 
 class RunStatus(models.TextChoices):
@@ -121,6 +124,9 @@ class Run(models.Model):
             ("start_run", "Can start runs from the dashboard"),
             ("cancel_run", "Can cancel runs"),
             ("retry_run", "Can retry runs that failed transiently"),
+            # With view_run: also the live environment's runs (runs.selectors.visible_runs),
+            # and acting on them with the user's other permissions (start, cancel, decide).
+            ("view_live_run", "Can see live runs and act on them"),
         ]
         # A run's row is written three times (created, started, finished), and every write
         # changes an indexed column, so each write adds an entry to every index below: the

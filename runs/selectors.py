@@ -4,17 +4,17 @@ The Runs list is keyset-paginated, newest first, on (created_at, id): a page cos
 row 10 or row 10,000,000, never runs COUNT(*), and stays stable while new runs arrive.
 """
 
-import base64
-import binascii
-import datetime
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet, Subquery
 
+from procedures.models import Environment
 from rapidfolio_verify.facts import STEP_FIELDS
+from runs.cursors import InvalidCursor as InvalidCursor  # views and the API catch it here
+from runs.cursors import decode_cursor, encode_cursor, filter_scope
 from runs.filters import RunFilter
-from runs.models import Run, RunEvent, Step
+from runs.models import ApiKey, Run, RunEvent, Step
 
 DEFAULT_PAGE_SIZE = 50
 # The Runs list's order, also its keyset: the indexes in runs.models end in these columns.
@@ -22,27 +22,70 @@ NEWEST_FIRST = ("-created_at", "-id")
 MAX_PAGE_SIZE = 200
 
 
-class InvalidCursor(ValueError):
-    pass
+# --- who may see which runs -------------------------------------------------------------------
+# Every read of runs below takes the viewer (a dashboard user or an API key) and narrows to what
+# it may see, so a page cannot show a run by forgetting to check. A run the viewer may not see
+# is read as "does not exist": the same 404 as an unknown id, which reveals nothing about it.
+VIEW_PERMISSION = "runs.view_run"
+VIEW_LIVE_PERMISSION = "runs.view_live_run"
 
 
-def encode_cursor(run: Run) -> str:
-    raw = f"{run.created_at.isoformat()}|{run.pk}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+def visible_environments(viewer) -> tuple[str, ...]:
+    """The environments whose runs `viewer` may read: an API key its own; a user none without
+    runs.view_run, sandbox with it, and live too with runs.view_live_run (superusers all)."""
+    if isinstance(viewer, ApiKey):
+        return (viewer.environment,)
+    if not viewer.is_authenticated or not viewer.has_perm(VIEW_PERMISSION):
+        return ()
+    if viewer.has_perm(VIEW_LIVE_PERMISSION):
+        return tuple(Environment.values)
+    return (Environment.SANDBOX,)
 
 
-def decode_cursor(cursor: str) -> tuple[datetime.datetime, int]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created_at, pk = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
-        moment = datetime.datetime.fromisoformat(created_at)
-        if moment.tzinfo is None:
-            raise ValueError("naive time")
-        return moment, int(pk)
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
-        raise InvalidCursor(
-            "The page cursor is not valid; start again from the first page."
-        ) from exc
+def may_view_runs(viewer) -> bool:
+    """Whether `viewer` may see any run at all (else the run pages are a 403)."""
+    return bool(visible_environments(viewer))
+
+
+def _narrowed(rows: QuerySet, viewer, environment_field: str) -> QuerySet:
+    environments = visible_environments(viewer)
+    if not environments:
+        return rows.none()
+    if len(environments) == len(Environment.values):
+        return rows  # no filter at all, so the Runs list keeps its indexes' plans
+    return rows.filter(**{f"{environment_field}__in": environments})
+
+
+def visible_runs(viewer, runs: QuerySet[Run] | None = None) -> QuerySet[Run]:
+    """`runs` (all runs by default) narrowed to those `viewer` may see."""
+    return _narrowed(Run.objects.all() if runs is None else runs, viewer, "environment")
+
+
+def rows_of_visible_runs(viewer, rows: QuerySet, *, run_field: str = "run") -> QuerySet:
+    """Rows that belong to a run (review requests, steps, events) narrowed to those of runs
+    `viewer` may see; `run_field` is the rows' foreign key to the run."""
+    return _narrowed(rows, viewer, f"{run_field}__environment")
+
+
+def cursor_kind(viewer) -> str:
+    """Whose list a cursor pages (runs.cursors): a dashboard cursor is no API cursor."""
+    return "api" if isinstance(viewer, ApiKey) else "dashboard"
+
+
+def _after_cursor(queryset: QuerySet[Run], cursor: str, *, kind: str, scope: str):
+    """The runs older than the cursor's run: (created_at, id) below its own.
+
+    The cursor carries the run's public id, not its id; the id comes from a scalar subquery on
+    the public id's unique index, so the page is still one statement. The leading
+    created_at <= bound lets PostgreSQL start the index scan at the cursor; the OR alone is
+    only a filter, applied to every newer run on the way down.
+    """
+    created_at, public_id = decode_cursor(cursor, kind=kind, scope=scope)
+    last_id = Subquery(Run.objects.filter(public_id=public_id).order_by().values("pk")[:1])
+    return queryset.filter(
+        Q(created_at__lte=created_at),
+        Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=last_id),
+    )
 
 
 @dataclass
@@ -56,34 +99,35 @@ class RunPage:
         return self.next_cursor is not None
 
 
-def list_runs(params, *, cursor: str | None = None, page_size: int = DEFAULT_PAGE_SIZE) -> RunPage:
-    """One page of runs matching the filter params (a QueryDict or dict), newest first.
+def list_runs(
+    params, *, viewer, cursor: str | None = None, page_size: int = DEFAULT_PAGE_SIZE
+) -> RunPage:
+    """One page of the runs `viewer` may see matching the filter params (a QueryDict or dict),
+    newest first.
 
-    Raises InvalidCursor for a cursor that does not decode. Invalid filter values are reported
-    on `page.filter.form` and the page is empty.
+    Raises InvalidCursor for a cursor not signed for this kind of list and these filters
+    (runs.cursors). Invalid filter values are reported on `page.filter.form` and the page is
+    empty.
     """
     page_size = max(1, min(int(page_size), MAX_PAGE_SIZE))
-    run_filter = RunFilter(params, queryset=run_list_queryset())
+    run_filter = RunFilter(params, queryset=visible_runs(viewer, run_list_queryset()))
     if not run_filter.is_valid():
         return RunPage(runs=[], next_cursor=None, filter=run_filter)
     run_filter.clean_dates()
     if run_filter.form.errors:
         return RunPage(runs=[], next_cursor=None, filter=run_filter)
     queryset = run_filter.qs
+    kind, scope = cursor_kind(viewer), filter_scope(run_filter.form.cleaned_data)
     if cursor:
-        created_at, pk = decode_cursor(cursor)
-        # The leading created_at <= bound lets PostgreSQL start the index scan at the cursor;
-        # the OR alone is only a filter, applied to every newer run on the way down.
-        queryset = queryset.filter(
-            Q(created_at__lte=created_at),
-            Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=pk),
-        )
+        queryset = _after_cursor(queryset, cursor, kind=kind, scope=scope)
     statuses = run_filter.form.cleaned_data.get("status") or []
     if len(statuses) > 1 and connection.features.supports_slicing_ordering_in_compound:
         rows = _newest_of_each_status(queryset, statuses, page_size + 1)
     else:
         rows = list(queryset.order_by(*NEWEST_FIRST)[: page_size + 1])
-    next_cursor = encode_cursor(rows[page_size - 1]) if len(rows) > page_size else None
+    next_cursor = None
+    if len(rows) > page_size:
+        next_cursor = encode_cursor(rows[page_size - 1], kind=kind, scope=scope)
     return RunPage(runs=rows[:page_size], next_cursor=next_cursor, filter=run_filter)
 
 
@@ -138,9 +182,11 @@ RUN_HEADER_RELATIONS = (
 )
 
 
-def run_detail(public_id: str) -> Run:
-    """The run with what its header needs; raises Run.DoesNotExist."""
-    return Run.objects.select_related(*RUN_HEADER_RELATIONS).get(public_id=public_id)
+def run_detail(public_id: str, *, viewer) -> Run:
+    """The run with what its header needs; raises Run.DoesNotExist, also for a run `viewer`
+    may not see."""
+    runs = Run.objects.select_related(*RUN_HEADER_RELATIONS)
+    return visible_runs(viewer, runs).get(public_id=public_id)
 
 
 LOG_PAGE_SIZE = 100
@@ -254,11 +300,12 @@ def _related_rows(related_name: str) -> QuerySet:
     return Run._meta.get_field(related_name).related_model._default_manager.all()
 
 
-def run_with_everything(public_id: str) -> RunRecord:
-    """The whole record for the API; raises Run.DoesNotExist."""
-    review_requests = _related_rows("review_requests").select_related("decision__reviewer")
+def run_with_everything(public_id: str, *, viewer) -> RunRecord:
+    """The whole record for the API; raises Run.DoesNotExist, also for a run `viewer` may not
+    see."""
+    review_requests = _related_rows("review_requests").prefetch_related("decisions__reviewer")
     run = (
-        Run.objects.select_related(*RUN_HEADER_RELATIONS)
+        visible_runs(viewer, Run.objects.select_related(*RUN_HEADER_RELATIONS))
         .prefetch_related(
             Prefetch("review_requests", queryset=review_requests.order_by("created_at")),
             "retries",

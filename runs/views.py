@@ -1,6 +1,7 @@
 """The run pages: the Runs list, a run with its tabs, and the Cancel and Retry actions."""
 
 import json
+from functools import wraps
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -27,15 +28,55 @@ TABS = {
 }
 DEFAULT_TAB = "overview"
 PAGE_SIZE = selectors.DEFAULT_PAGE_SIZE
+NO_RUN_ACCESS = (
+    "Your account may not see runs. Ask an administrator for the Operators or Reviewers role."
+)
 
 
-@login_required
+def runs_page(view):
+    """A page that shows runs: log in first, and a 403 for a user who may see no run at all."""
+
+    @login_required
+    @wraps(view)
+    def page(request, *args, **kwargs):
+        if not selectors.may_view_runs(request.user):
+            return forbidden(request, NO_RUN_ACCESS)
+        return view(request, *args, **kwargs)
+
+    return page
+
+
+def run_page(view):
+    """A page, partial, download or action about one run, which the view gets instead of its id.
+
+    A run the user may not see (another environment's) is the same 404 as an unknown id.
+    """
+
+    @runs_page
+    @wraps(view)
+    def page(request, public_id, *args, **kwargs):
+        return view(request, visible_run(request, public_id), *args, **kwargs)
+
+    return page
+
+
+def visible_run(request, public_id: str) -> Run:
+    try:
+        return selectors.run_detail(public_id, viewer=request.user)
+    except Run.DoesNotExist:
+        raise Http404("No such run.") from None
+
+
+@runs_page
 @require_GET
 def run_list(request):
     cursor_error = ""
     try:
         page = selectors.list_runs(
-            request.GET, cursor=request.GET.get("cursor") or None, page_size=PAGE_SIZE
+            request.GET,
+            viewer=request.user,
+            cursor=request.GET.get("cursor") or None,
+            page_size=PAGE_SIZE,
         )
     except selectors.InvalidCursor as exc:
         cursor_error = str(exc)
@@ -45,35 +86,32 @@ def run_list(request):
     return render_page(request, "runs/list.html", context, partial="results")
 
 
-@login_required
+@run_page
 @require_GET
-def run_detail(request, public_id, tab=DEFAULT_TAB):
-    run = _get_run(public_id)
+def run_detail(request, run, tab=DEFAULT_TAB):
     if is_swap(request) and request.GET.get("seen") == change_token(run):
         return HttpResponse(status=204)  # nothing happened since the last poll: keep the page
     return render_run_page(request, run, tab)
 
 
-@login_required
+@run_page
 @require_GET
-def integrity(request, public_id):
+def integrity(request, run):
     """The hash-chain check of one run: the header's badge for HTMX, else the whole page.
 
     It is its own request because it reads and hashes every step and event: a run with a
     thousand steps must not make every tab wait for it.
     """
-    run = _get_run(public_id)
     if is_swap(request):
         context = {"run": run, "verification": verify_run(run), "ledger": ledger_status(run)}
         return render_page(request, "runs/detail.html", context, partial="integrity")
     return render_run_page(request, run, DEFAULT_TAB, verify=True)
 
 
-@login_required
+@run_page
 @require_GET
-def evidence_bundle(request, public_id):
+def evidence_bundle(request, run):
     """The run's evidence bundle as a download (docs/evidence.md), once it is sealed."""
-    run = _get_run(public_id)
     try:
         document = bundle(run)
     except NotSealed as exc:
@@ -86,10 +124,9 @@ def evidence_bundle(request, public_id):
     return response
 
 
-@login_required
+@run_page
 @require_POST
-def cancel(request, public_id):
-    run = _get_run(public_id)
+def cancel(request, run):
     try:
         run = cancel_run(run=run, user=request.user)
     except RunError as exc:
@@ -97,22 +134,14 @@ def cancel(request, public_id):
     return after_action(request, run, f"Run {run.public_id} was cancelled.")
 
 
-@login_required
+@run_page
 @require_POST
-def retry(request, public_id):
-    run = _get_run(public_id)
+def retry(request, run):
     try:
         new_run = retry_run(run=run, user=request.user)
     except RunError as exc:
         return refuse(request, run, exc)
     return after_action(request, run, f"Retry started as run {new_run.public_id}.")
-
-
-def _get_run(public_id: str) -> Run:
-    try:
-        return selectors.run_detail(public_id)
-    except Run.DoesNotExist:
-        raise Http404(f"No run {public_id}.") from None
 
 
 def tab_url(run: Run, tab: str) -> str:
@@ -169,13 +198,11 @@ def run_page_context(request, run: Run, tab: str, *, verify=False) -> dict:
     names; the pending one's panel (who may decide, the form) is the review_panel tag's.
     """
     user = request.user
-    review_requests = list(run.review_requests.select_related("decision__reviewer"))
-    pending_review = next(
-        (r for r in review_requests if not hasattr(r, "decision")),
-        None,
+    review_requests = list(run.review_requests.prefetch_related("decisions__reviewer"))
+    # A run awaiting review waits on its latest request: every earlier one was decided.
+    pending_review = (
+        review_requests[-1] if review_requests and run.status == RunStatus.AWAITING_REVIEW else None
     )
-    if run.status != RunStatus.AWAITING_REVIEW:
-        pending_review = None
     retries = list(run.retries.order_by("created_at"))
     return {
         "nav": "runs",
@@ -212,7 +239,7 @@ def after_action(request, run: Run, notice: str):
     """A done action: swap the run's page in place, or POST-redirect-GET without JavaScript."""
     tab = requested_tab(request)
     if is_swap(request):
-        run = selectors.run_detail(run.public_id)
+        run = selectors.run_detail(run.public_id, viewer=request.user)
         return render_run_page(request, run, tab, notice=notice)
     messages.success(request, notice)
     return redirect(tab_url(run, tab))
@@ -223,7 +250,7 @@ def refuse(request, run: Run, error: RunError):
     if error.status_code == 403:
         return forbidden(request, error.message)
     if is_swap(request):
-        run = selectors.run_detail(run.public_id)
+        run = selectors.run_detail(run.public_id, viewer=request.user)
         return render_run_page(
             request, run, requested_tab(request), error=error.message, status=error.status_code
         )

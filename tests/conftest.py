@@ -14,7 +14,7 @@ from django.db.backends.base.operations import BaseDatabaseOperations
 
 from procedures.models import Procedure, ProcedureVersion
 from rapidfolio import broker as embedded
-from rapidfolio.roles import OPERATORS, REVIEWERS
+from rapidfolio.roles import LIVE_ENVIRONMENT, OPERATORS, REVIEWERS
 from runs import engine
 from runs.append_only import allow_purge, purge_sql
 from runs.integrity import verify_run
@@ -80,6 +80,12 @@ def make_user(username: str, *groups: str, staff: bool = False) -> User:
 @pytest.fixture
 def operator(db):
     return make_user("olivia", OPERATORS)
+
+
+@pytest.fixture
+def live_operator(db):
+    """An operator who may also see and start live runs."""
+    return make_user("lena", OPERATORS, LIVE_ENVIRONMENT)
 
 
 @pytest.fixture
@@ -222,6 +228,12 @@ def worker(transactional_db):
 def _checkpoints_of_this_test_only(tmp_path, settings):
     # A seal writes its checkpoint file outside the database: never into the shared var/.
     settings.LEDGER_CHECKPOINT_DIR = tmp_path / "checkpoints"
+
+
+@pytest.fixture(autouse=True)
+def _var_dir_of_this_test_only(tmp_path, settings):
+    # Nor does the demo seed keep its API key's file there (rapidfolio/management/demo.py).
+    settings.VAR_DIR = tmp_path
 
 
 @pytest.fixture(autouse=True)
