@@ -2,22 +2,36 @@
 
 `run_form` is the one place that turns a schema into a form: one field per property (typed from
 the property's schema, with its title, description, bounds and default) plus the environment
-chooser. The service still validates the inputs against the schema; `add_input_errors` puts its
-per-field messages back beside the fields.
+chooser. Inputs marked as money are typed in major units ("24000.00") and become minor units
+(procedures/money_forms.py). The service still validates the inputs against the schema;
+`add_input_errors` puts its per-field messages back beside the fields. A live run is refused
+here when its connections are missing, and starts only from a confirmation of its values.
 """
 
 import contextlib
 import datetime
+import hashlib
 import json
 import re
 
 from django import forms
+from django.core import signing
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.forms.utils import pretty_name
+from django.utils.html import escape
 
 from procedures.models import Environment
+from procedures.money import currency_code, format_money, is_int
+from procedures.money_forms import known_currency, money_field
+from procedures.money_schema import money_fields
 
 DEFAULT_ENVIRONMENT = Environment.SANDBOX
+# A live run starts only from a confirmation page that names what it will do; the page carries
+# a signed digest of exactly those values, good for this long.
+LIVE_CONFIRMATION_FIELD = "live_confirmation"
+LIVE_CONFIRMATION_MAX_AGE = 15 * 60
+_LIVE_CONFIRMATION_SALT = "rapidfolio.run-form.live-confirmation"
 
 
 class IsoDateField(forms.DateField):
@@ -68,7 +82,9 @@ def schema_field(schema: dict, *, required: bool, label: str = "", initial=None)
     options = {
         "required": required,
         "label": schema.get("title") or pretty_name(label),
-        "help_text": schema.get("description", ""),
+        # Django's form templates print help_text as HTML (`|safe`); a schema's description is
+        # the procedure author's plain text, so it is escaped here, where it becomes help_text.
+        "help_text": escape(schema.get("description", "")),
     }
     if "default" in schema:
         options["initial"] = schema["default"]
@@ -115,6 +131,66 @@ class RunForm(forms.Form):
 
     input_names: list[str]
     environment_field: str
+    money_currency_fields: dict[str, str]  # amount input -> the input holding its currency
+    live_refusal: str | None = None  # why live cannot run now (a missing live connection)
+
+    def clean(self):
+        cleaned = super().clean()
+        for name, currency_field in self.money_currency_fields.items():
+            text = cleaned.get(name)
+            if not isinstance(text, str):
+                continue  # blank and optional, or already refused
+            currency = cleaned.get(currency_field)
+            if currency_code(currency) is None:
+                if currency_field not in self.errors:
+                    label = self.fields[currency_field].label
+                    self.add_error(name, f"Choose the currency ({label}) to read this amount in.")
+                continue
+            try:
+                cleaned[name] = self.fields[name].minor_units(text, currency)
+            except ValidationError as exc:
+                self.add_error(name, exc)
+        if cleaned.get(self.environment_field) == Environment.LIVE and self.live_refusal:
+            self.add_error(self.environment_field, self.live_refusal)
+        return cleaned
+
+    def money(self) -> dict[str, str]:
+        """The cleaned amounts as people read them: {"amount": "USD 24,000.00"}."""
+        values = self.inputs()
+        return {
+            name: format_money(values[name], values[currency])
+            for name, currency in self.money_currency_fields.items()
+            if is_int(values.get(name)) and currency_code(values.get(currency))
+        }
+
+    def summary(self) -> list[tuple[str, str]]:
+        """(label, value) for each input given, amounts formatted: what a confirmation names."""
+        money, rows = self.money(), []
+        for name, value in self.inputs().items():
+            field = self.fields[name]
+            label = getattr(field, "money_title", None) or field.label
+            shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            rows.append((label, money.get(name, shown)))
+        return rows
+
+    def confirmation_token(self, context: str) -> str:
+        """A signed digest of the environment and inputs, carried by the live confirmation."""
+        return signing.dumps(self._digest(context), salt=_LIVE_CONFIRMATION_SALT)
+
+    def is_confirmed(self, token: str, context: str) -> bool:
+        """Whether `token` confirmed exactly these values, recently, in this `context`."""
+        try:
+            confirmed = signing.loads(
+                token, salt=_LIVE_CONFIRMATION_SALT, max_age=LIVE_CONFIRMATION_MAX_AGE
+            )
+        except signing.BadSignature:
+            return False
+        return confirmed == self._digest(context)
+
+    def _digest(self, context: str) -> str:
+        seen = {"context": context, "environment": self.environment(), "inputs": self.inputs()}
+        text = json.dumps(seen, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def inputs(self) -> dict:
         """The cleaned values as the run's inputs; optional fields left blank are omitted."""
@@ -145,18 +221,38 @@ class RunForm(forms.Form):
                 self.add_error(None, f"{path}: {problem['message']}")
 
 
-def run_form(schema: dict, data=None) -> RunForm:
-    """The Run form for an input schema: one typed field per property, then the environment."""
+def run_form(schema: dict, data=None, environments=None, live_refusal=None) -> RunForm:
+    """The Run form for an input schema: one typed field per property, then the environment,
+    chosen among `environments` (those the user may use; all by default). Amounts marked as
+    money are typed in major units; `live_refusal` (why live cannot run) refuses live."""
     form = RunForm(data=data, label_suffix="")
     properties = schema.get("properties") or {}
     required = set(schema.get("required") or [])
+    money = {name: field for name, field in money_fields(schema).items() if field in properties}
     for name, prop in properties.items():
-        form.fields[name] = schema_field(prop or {}, required=name in required, label=name)
+        prop = prop or {}
+        if name in money:
+            currency = known_currency(properties[money[name]] or {}, data, money[name])
+            form.fields[name] = money_field(
+                prop,
+                required=name in required,
+                label=name,
+                currency=currency,
+                currency_field=money[name],
+            )
+        else:
+            form.fields[name] = schema_field(prop, required=name in required, label=name)
     form.input_names = list(properties)
+    form.money_currency_fields = money
+    form.live_refusal = live_refusal
     # A procedure may have its own input called "environment"; the chooser then steps aside.
     form.environment_field = "environment" if "environment" not in properties else "run_environment"
     form.fields[form.environment_field] = forms.ChoiceField(
-        choices=Environment.choices,
+        choices=[
+            (value, label)
+            for value, label in Environment.choices
+            if environments is None or value in environments
+        ],
         initial=DEFAULT_ENVIRONMENT,
         widget=forms.RadioSelect,
         label="Environment",

@@ -184,3 +184,165 @@ def test_date_default_is_prefilled():
     )
     assert form.fields["on"].initial == "2025-01-31"
     assert datetime.date.fromisoformat(form.fields["on"].initial)
+
+
+# --- money (docs/money.md) ------------------------------------------------------------------
+MONEY_SCHEMA = {
+    "type": "object",
+    "required": ["amount", "currency"],
+    "properties": {
+        "amount": {
+            "type": "integer",
+            "title": "Amount",
+            "minimum": 1,
+            "maximum": 99999999,
+            "x-rapidfolio-money": {"currency_field": "currency"},
+        },
+        "currency": {"type": "string", "enum": ["usd", "jpy", "bhd"], "default": "usd"},
+    },
+}
+
+
+def money_form(**data):
+    return run_form(MONEY_SCHEMA, data={"currency": "usd", "environment": "sandbox", **data})
+
+
+def test_a_money_input_is_a_decimal_text_field_labelled_with_its_currency():
+    field = run_form(MONEY_SCHEMA).fields["amount"]
+    assert isinstance(field.widget, forms.TextInput)
+    assert field.widget.attrs["inputmode"] == "decimal"
+    assert field.label == "Amount (USD)"
+    assert field.help_text == "Type 24000.00 for USD\u00a024,000.00; stored in minor units."
+
+
+def test_the_label_names_the_currency_that_was_chosen():
+    assert money_form(currency="jpy", amount="x").fields["amount"].label == "Amount (JPY)"
+
+
+def test_an_amount_typed_in_major_units_is_stored_in_minor_units():
+    form = money_form(amount="24000.00")
+    assert form.is_valid(), form.errors
+    assert form.inputs() == {"amount": 2400000, "currency": "usd"}
+
+
+def test_grouped_amounts_are_accepted():
+    form = money_form(amount="24,000.00")
+    assert form.is_valid(), form.errors
+    assert form.inputs()["amount"] == 2400000
+
+
+def test_the_chosen_currency_decides_the_decimals():
+    form = money_form(amount="24000", currency="jpy")
+    assert form.is_valid(), form.errors
+    assert form.inputs()["amount"] == 24000
+    form = money_form(amount="24.123", currency="bhd")
+    assert form.is_valid(), form.errors
+    assert form.inputs()["amount"] == 24123
+
+
+def test_too_many_decimals_are_an_error_beside_the_amount():
+    form = money_form(amount="24,000.001")
+    assert not form.is_valid()
+    assert form.errors["amount"] == [
+        "USD amounts have at most 2 decimal places; “24,000.001” has 3."
+    ]
+
+
+def test_decimals_for_a_currency_without_them_are_an_error():
+    form = money_form(amount="24000.50", currency="jpy")
+    assert not form.is_valid()
+    assert form.errors["amount"] == [
+        "JPY amounts have no decimal places; enter a whole number of JPY."
+    ]
+
+
+def test_garbage_is_an_error_saying_what_to_type():
+    form = money_form(amount="twenty")
+    assert not form.is_valid()
+    assert form.errors["amount"] == [
+        "Enter the amount in USD as digits, such as 24000.00 or 24,000.00."
+    ]
+
+
+def test_a_negative_amount_is_refused_when_the_schema_forbids_it():
+    form = money_form(amount="-5.00")
+    assert not form.is_valid()
+    assert form.errors["amount"] == ["The amount cannot be negative."]
+
+
+def test_bounds_are_checked_in_minor_units_and_named_as_money():
+    assert money_form(amount="0.00").errors["amount"] == ["Enter at least USD\u00a00.01."]
+    assert money_form(amount="1,000,000.00").errors["amount"] == [
+        "Enter at most USD\u00a0999,999.99."
+    ]
+
+
+def test_an_amount_without_a_currency_cannot_be_read():
+    form = run_form(
+        {
+            **MONEY_SCHEMA,
+            "required": ["amount"],
+            "properties": {
+                **MONEY_SCHEMA["properties"],
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            },
+        },
+        data={"amount": "10.00", "currency": "", "environment": "sandbox"},
+    )
+    assert not form.is_valid()
+    assert form.errors["amount"] == ["Choose the currency (Currency) to read this amount in."]
+
+
+def test_a_default_amount_is_prefilled_in_major_units():
+    schema = {
+        **MONEY_SCHEMA,
+        "properties": {**MONEY_SCHEMA["properties"]},
+    }
+    schema["properties"]["amount"] = {**schema["properties"]["amount"], "default": 2400000}
+    assert run_form(schema)["amount"].value() == "24000.00"
+
+
+def test_live_is_refused_beside_the_environment_when_a_connection_is_missing():
+    form = run_form(
+        MONEY_SCHEMA,
+        data={"amount": "10.00", "currency": "usd", "environment": "live"},
+        live_refusal="Live is not available: no stripe connection.",
+    )
+    assert not form.is_valid()
+    assert form.errors["environment"] == ["Live is not available: no stripe connection."]
+
+
+def test_a_sandbox_run_is_not_refused_for_missing_live_connections():
+    form = run_form(
+        MONEY_SCHEMA,
+        data={"amount": "10.00", "currency": "usd", "environment": "sandbox"},
+        live_refusal="no live",
+    )
+    assert form.is_valid(), form.errors
+
+
+def test_the_live_confirmation_names_amounts_as_money():
+    form = money_form(amount="24000.00", environment="live")
+    assert form.is_valid(), form.errors
+    assert form.money() == {"amount": "USD\u00a024,000.00"}
+    assert form.summary() == [("Amount", "USD\u00a024,000.00"), ("Currency", "usd")]
+
+
+def test_a_confirmation_token_confirms_exactly_the_values_it_was_made_for():
+    form = money_form(amount="24000.00", environment="live")
+    assert form.is_valid()
+    token = form.confirmation_token("7:1")
+    assert form.is_confirmed(token, "7:1")
+    assert not form.is_confirmed(token, "8:1")  # another version, or another user
+    other = money_form(amount="24000.01", environment="live")
+    assert other.is_valid()
+    assert not other.is_confirmed(token, "7:1")
+    assert not form.is_confirmed(token + "x", "7:1")
+
+
+def test_a_confirmation_expires(monkeypatch):
+    form = money_form(amount="24000.00", environment="live")
+    assert form.is_valid()
+    token = form.confirmation_token("7:1")
+    monkeypatch.setattr("procedures.forms.LIVE_CONFIRMATION_MAX_AGE", -1)
+    assert not form.is_confirmed(token, "7:1")

@@ -5,6 +5,7 @@ import re
 import pytest
 from django.urls import reverse
 
+from procedures.models import Connection
 from runs.models import Run
 from tests.conftest import make_version
 from tests.test_dashboard_runs import CREDIT_CHECK, HTMX, PAYMENT_WITH_REVIEW, body, start
@@ -26,7 +27,7 @@ def page_url(version):
 VALID = {
     "invoice_id": "INV-7",
     "customer_id": "cus_acme",
-    "amount": "700000",
+    "amount": "7000.00",  # money: typed in major units, stored as 700000
     "currency": "usd",
     "environment": "sandbox",
 }
@@ -63,16 +64,24 @@ def test_run_form_is_built_from_the_current_version(client, operator, version):
     client.force_login(operator)
     page = body(client.get(page_url(version)))
     assert '<label for="id_invoice_id">Invoice number' in page
-    assert re.search(r'<input type="number" name="amount"[^>]*min="1"', page)
+    assert re.search(r'<input type="text" name="amount"[^>]*inputmode="decimal"', page)
     assert '<option value="usd">usd</option>' in page
+    assert 'value="sandbox"' in page and 'value="live"' not in page  # sandbox-only operator
+    assert '<span class="when-sandbox">Run</span>' in page
+
+
+def test_run_form_offers_live_to_an_operator_allowed_the_live_environment(
+    client, live_operator, version
+):
+    client.force_login(live_operator)
+    page = body(client.get(page_url(version)))
     assert 'value="sandbox"' in page and 'value="live"' in page
-    assert '<button type="submit" class="button primary">Run</button>' in page
 
 
 def test_run_button_is_not_offered_without_permission(client, reviewer, version):
     client.force_login(reviewer)
     page = body(client.get(page_url(version)))
-    assert ">Run</button>" not in page
+    assert "run-button" not in page
     assert "You do not have permission to start runs." in page
 
 
@@ -100,11 +109,11 @@ def test_run_starts_a_manual_run_and_goes_to_its_page(client, operator, version)
     assert run.status == "pending"
 
 
-def test_run_with_htmx_navigates_to_the_run_without_a_reload(client, operator, version):
-    client.force_login(operator)
-    response = client.post(run_url(version), {**VALID, "environment": "live"}, **HTMX)
+def test_run_with_htmx_navigates_to_the_run_without_a_reload(client, live_operator, version):
+    client.force_login(live_operator)
+    response = client.post(run_url(version), VALID, **HTMX)
     run = Run.objects.get()
-    assert run.environment == "live"
+    assert run.environment == "sandbox"  # live asks for a confirmation first (below)
     assert response.status_code == 200
     assert reverse("runs:detail", args=[run.public_id]) in response.headers["HX-Location"]
 
@@ -115,7 +124,7 @@ def test_invalid_run_form_shows_errors_beside_fields(client, operator, version):
     assert response.status_code == 422
     page = body(response)
     assert page.lstrip().startswith('<div id="run-form"')
-    assert "Ensure this value is greater than or equal to 1." in page
+    assert "Enter at least USD\u00a00.01." in page
     assert "This field is required." in page
     assert not Run.objects.exists()
 
@@ -144,3 +153,119 @@ def test_schema_errors_from_the_service_are_mapped_onto_fields(client, operator)
 def test_unknown_procedure_is_not_found(client, operator):
     client.force_login(operator)
     assert client.get("/procedures/proc_nope/").status_code == 404
+
+
+# --- money and live runs (docs/money.md) ----------------------------------------------------
+@pytest.fixture
+def stripe_live(db):
+    connection = Connection.objects.create(
+        integration="stripe", environment="live", name="Acme Stripe (live)"
+    )
+    connection.set_secret("sk_live_not_a_real_key")
+    connection.save()
+    return connection
+
+
+LIVE = {**VALID, "amount": "24000.00", "environment": "live"}
+
+
+def confirmation_token(page: str) -> str:
+    return re.search(r'name="live_confirmation" value="([^"]+)"', page).group(1)
+
+
+def test_run_form_stores_an_amount_typed_in_major_units_as_minor_units(client, operator, version):
+    client.force_login(operator)
+    client.post(run_url(version), {**VALID, "amount": "24000.00"})
+    assert Run.objects.get().inputs["amount"] == 2400000
+
+
+def test_run_form_refuses_more_decimals_than_the_currency_has(client, operator, version):
+    client.force_login(operator)
+    response = client.post(run_url(version), {**VALID, "amount": "24,000.001"}, **HTMX)
+    assert response.status_code == 422
+    assert re.search(r"has-error[^>]*>.*at most 2 decimal places", body(response), re.S)
+    assert not Run.objects.exists()
+
+
+def test_live_without_a_live_connection_is_refused_naming_it(client, live_operator, version):
+    client.force_login(live_operator)
+    response = client.post(run_url(version), LIVE, **HTMX)
+    assert response.status_code == 422
+    page = body(response)
+    assert re.search(r"has-error[^>]*>.*needs a live connection for “stripe”", page, re.S)
+    assert "stripe.create_payment_intent" in page
+    assert not Run.objects.exists()
+
+
+def test_the_form_says_before_submitting_that_live_is_unavailable(client, live_operator, version):
+    client.force_login(live_operator)
+    page = body(client.get(page_url(version)))
+    assert 'class="live-notice"' in page
+    assert 'class="live-unavailable">Live is not available' in page
+
+
+def test_live_run_asks_for_a_confirmation_naming_environment_connection_and_amount(
+    client, live_operator, version, stripe_live
+):
+    client.force_login(live_operator)
+    response = client.post(run_url(version), LIVE, **HTMX)
+    assert response.status_code == 200
+    page = body(response)
+    assert page.lstrip().startswith('<div id="run-form"')
+    assert "Start a live run of Pay invoice for USD\u00a024,000.00?" in page
+    assert "Environment: <strong>Live</strong>" in page
+    assert "<strong>Acme Stripe (live)</strong> (stripe)" in page
+    assert '<th scope="row">Invoice number</th><td class="mono">INV-7</td>' in page
+    assert ">Start live run</button>" in page
+    assert not Run.objects.exists()
+
+
+def test_confirmed_live_run_starts_with_the_confirmed_values(
+    client, live_operator, version, stripe_live
+):
+    client.force_login(live_operator)
+    token = confirmation_token(body(client.post(run_url(version), LIVE)))
+    response = client.post(run_url(version), {**LIVE, "live_confirmation": token})
+    run = Run.objects.get()
+    assert response.status_code == 302
+    assert run.environment == "live" and run.inputs["amount"] == 2400000
+
+
+def test_a_confirmation_of_other_values_asks_again(client, live_operator, version, stripe_live):
+    client.force_login(live_operator)
+    token = confirmation_token(body(client.post(run_url(version), LIVE)))
+    changed = {**LIVE, "amount": "99999.99", "live_confirmation": token}
+    page = body(client.post(run_url(version), changed))
+    assert "are not the ones you confirmed" in page
+    assert "Start a live run of Pay invoice for USD\u00a099,999.99?" in page
+    assert not Run.objects.exists()
+
+
+def test_a_confirmation_for_an_older_version_asks_again(
+    client, live_operator, version, stripe_live
+):
+    client.force_login(live_operator)
+    token = confirmation_token(body(client.post(run_url(version), LIVE)))
+    make_version(PAYMENT_WITH_REVIEW, name="Pay invoice")  # a new current version
+    page = body(client.post(run_url(version), {**LIVE, "live_confirmation": token}))
+    assert "are not the ones you confirmed" in page
+    assert not Run.objects.exists()
+
+
+def test_change_values_goes_back_to_the_form_with_the_values_kept(
+    client, live_operator, version, stripe_live
+):
+    client.force_login(live_operator)
+    response = client.post(run_url(version), {**LIVE, "change_values": "1"}, **HTMX)
+    page = body(response)
+    assert response.status_code == 200
+    assert 'name="amount" value="24000.00"' in page
+    assert 'class="run-form"' in page and "Start live run" not in page
+    assert not Run.objects.exists()
+
+
+def test_a_sandbox_run_needs_no_confirmation(client, live_operator, version, stripe_live):
+    client.force_login(live_operator)
+    response = client.post(run_url(version), VALID)
+    assert response.status_code == 302
+    assert Run.objects.get().environment == "sandbox"

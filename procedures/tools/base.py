@@ -55,6 +55,9 @@ class Tool:
     integration: ClassVar[str]
     description: ClassVar[str] = ""
     input_schema: ClassVar[dict] = {"type": "object"}
+    # Whether a live run needs a Connection for `integration` (the Run form refuses live without
+    # one, rather than letting the run fail at its first call).
+    live_needs_connection: ClassVar[bool] = True
 
     def call(self, inputs: dict, context: ToolContext) -> ToolResult:
         raise PermanentToolError(f"tool {self.name} has no implementation")

@@ -22,6 +22,8 @@ MAX_TIMEOUT_SECONDS = 120
 class HttpRequest(Tool):
     name = "http.request"
     integration = "http"
+    # Any public JSON API can be called without credentials; a connection only adds a token.
+    live_needs_connection = False
     description = (
         "Call a JSON HTTP API. Sends an Idempotency-Key header and, when an 'http' connection "
         "with a secret exists, a bearer token. 5xx, 429, timeouts and network errors are "
