@@ -22,7 +22,9 @@ from procedures.definition_checks import (
     steps_read,
 )
 from procedures.definition_graph import reachable, strongly_connected, successors
+from procedures.definition_review import REVIEW_OPTIONAL_KEYS, check_review_node
 from procedures.expressions import expressions_in, parse_error
+from procedures.money_schema import money_schema_problems
 from procedures.node_types import NodeType
 from procedures.tools import all_tools
 
@@ -30,10 +32,7 @@ from procedures.tools import all_tools
 NODE_KEYS = {
     NodeType.TOOL: ({"tool", "next"}, {"input", "retry"}),
     NodeType.CONDITION: ({"expression", "then", "else"}, set()),
-    NodeType.HUMAN_REVIEW: (
-        {"title", "show", "next"},
-        {"instructions", "overridable", "reviewer_group"},
-    ),
+    NodeType.HUMAN_REVIEW: ({"title", "show", "next"}, REVIEW_OPTIONAL_KEYS),
     NodeType.OUTPUT: ({"value"}, set()),
     NodeType.FAIL: ({"reason"}, set()),
 }
@@ -44,6 +43,7 @@ TERMINAL_TYPES = {NodeType.OUTPUT, NodeType.FAIL}
 RETRY_KEYS = {"max_attempts", "backoff_seconds", "max_backoff_seconds"}
 MAX_ATTEMPTS = 10
 NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NODE_ID_MAX_CHARS = 100  # the steps' and review requests' node_id columns
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,8 @@ class _Validator:
             self.add(None, f"input_schema is not a valid JSON Schema: {error}")
         if schema.get("type") != "object":
             self.add(None, 'input_schema must describe an object (\'"type": "object"\')')
+        for problem in money_schema_problems(schema):
+            self.add(None, problem)
 
     # --- one node -----------------------------------------------------------------------
 
@@ -150,6 +152,10 @@ class _Validator:
                 str(node_id),
                 "a node id must start with a letter or underscore and hold only letters, "
                 "digits and underscores (expressions read it as steps.<id>.output)",
+            )
+        elif len(node_id) > NODE_ID_MAX_CHARS:
+            self.add(
+                node_id[:40] + "…", f"a node id must be at most {NODE_ID_MAX_CHARS} characters"
             )
         if not isinstance(node, dict):
             self.add(node_id, "a node must be an object with a 'type'")
@@ -268,37 +274,13 @@ class _Validator:
                 self.check_expressions(node_id, "expression", expression)
 
     def check_human_review(self, node_id: str, node: dict, tools: dict) -> None:
-        if "title" in node and not (isinstance(node["title"], str) and node["title"].strip()):
-            self.add(node_id, "the review 'title' must be non-empty text")
-        for key in ("instructions", "reviewer_group"):
-            if key in node and not isinstance(node[key], str):
-                self.add(node_id, f"'{key}' must be text")
-        show = node.get("show")
-        if "show" in node:
-            if not isinstance(show, dict) or not show:
-                self.add(node_id, "'show' must be an object mapping each shown field to a value")
-                show = None
-            else:
-                self.check_expressions(node_id, "show", show)
-        overridable = node.get("overridable", {})
-        if not isinstance(overridable, dict):
-            self.add(node_id, "'overridable' must be an object mapping field names to JSON Schemas")
-            return
-        for field, schema in overridable.items():
-            if isinstance(show, dict) and field not in show:
-                self.add(
-                    node_id,
-                    f"overridable field '{field}' is not in 'show'; reviewers can only change "
-                    "values they are shown",
-                )
-            if not isinstance(schema, dict):
-                self.add(node_id, f"overridable field '{field}' needs a JSON Schema object")
-                continue
-            error = schema_error(schema)
-            if error:
-                self.add(
-                    node_id, f"overridable field '{field}' has an invalid JSON Schema: {error}"
-                )
+        check_review_node(
+            node,
+            add=lambda message: self.add(node_id, message),
+            check_expressions=lambda where, mapping: self.check_expressions(
+                node_id, where, mapping
+            ),
+        )
 
     def check_output(self, node_id: str, node: dict, tools: dict) -> None:
         if "value" in node:

@@ -5,6 +5,7 @@ walked, a JSON Schema is checked against its meta-schema.
 """
 
 import ast
+import re
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -69,3 +70,39 @@ def is_int(value: Any) -> bool:
 
 def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_DURATION_PART = re.compile(r"(\d+)\s*([dhms])")
+_DURATION_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def duration_seconds(value: Any) -> int | None:
+    """A duration as written in a definition ("24h", "1d 12h", "90m", or whole seconds), in
+    seconds; None when it is not one."""
+    if is_int(value):
+        return value if value > 0 else None
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().lower()
+    parts = _DURATION_PART.findall(text)
+    if not parts or _DURATION_PART.sub("", text).strip():
+        return None
+    seconds = sum(int(number) * _DURATION_SECONDS[unit] for number, unit in parts)
+    return seconds or None
+
+
+# An overridable field written out in full; a bare JSON Schema is the short form.
+OVERRIDE_KEYS = {"schema", "direction", "max_change_percent"}
+DIRECTIONS = ("decrease", "increase", "any")
+
+
+def override_spec(spec: Any) -> dict:
+    """{schema, direction, max_change_percent} of an overridable field, from either form: the
+    full one, or a bare JSON Schema (any direction, no bound)."""
+    if isinstance(spec, dict) and "schema" in spec:
+        return {
+            "schema": spec["schema"],
+            "direction": spec.get("direction", "any"),
+            "max_change_percent": spec.get("max_change_percent"),
+        }
+    return {"schema": spec, "direction": "any", "max_change_percent": None}

@@ -24,6 +24,13 @@ class DecisionAccount:
     decision: str
     comment: str
     overrides: list
+    # Recorded since review policies; a decision recorded before has the defaults.
+    sequence: int = 1
+    decided_by: str = "person"  # or "system": a timeout, no reviewer
+    final: bool = True  # it closed the review (a rejection, the quorum's last approval)
+    shown_sha256: str = ""  # the digest of what the decider was shown
+    confirmed: tuple = ()
+    deadline: str | None = None  # an escalation's new deadline
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,27 @@ def _pretty(value) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
+def _decision_lines(decision: DecisionAccount) -> list[str]:
+    place = f" #{decision.sequence}" if decision.sequence != 1 else ""
+    if decision.decided_by == "system":
+        who = "by the system (no reviewer: the deadline passed)"
+        said = f"reason {decision.comment!r}"
+    else:
+        who = f"by {decision.reviewer} (*) (reviewer id {decision.reviewer_id})"
+        said = f"comment {decision.comment!r}"
+    outcome = "" if decision.final or decision.decision == "escalated" else ", review still open"
+    lines = [f"  {decision.review}{place}: {decision.decision} {who}{outcome}; {said}"]
+    if decision.deadline:
+        lines.append(f"      new deadline {decision.deadline}")
+    if decision.shown_sha256:
+        lines.append(f"      shown    sha256 {decision.shown_sha256}")
+    if decision.confirmed:
+        lines.append(f"      confirmed {', '.join(decision.confirmed)}")
+    for change in decision.overrides or []:
+        lines.append(f"      override {canonical_json(change)}")
+    return lines
+
+
 def format_account(account: Account) -> str:
     """A readable account of a verified run; (*) marks labels the record does not pin."""
     lines = [
@@ -81,12 +109,7 @@ def format_account(account: Account) -> str:
         )
     lines.append(f"Decisions ({len(account.decisions)})")
     for decision in account.decisions:
-        lines.append(
-            f"  {decision.review}: {decision.decision} by {decision.reviewer} (*) "
-            f"(reviewer id {decision.reviewer_id}); comment {decision.comment!r}"
-        )
-        for change in decision.overrides or []:
-            lines.append(f"      override {canonical_json(change)}")
+        lines.extend(_decision_lines(decision))
     if account.failure is not None:
         lines.append("Failure")
         lines.append("  " + _pretty(account.failure).replace("\n", "\n  "))

@@ -96,8 +96,8 @@ class _BundleCheck:
         run_events = [event for event in events if event["run"] == self.run["id"]]
         self._header(run_events)
         self._steps(run_events)
-        self._pinned(run_events, "review.requested", "review_requests", "review request")
-        self._pinned(run_events, "review.decided", "decisions", "the decision on")
+        self._pinned(run_events, "review.requested", "review_requests")
+        self._pinned(run_events, "review.decided", "decisions")
         self._final_state(run_events)
         return self._account(run_events, checkpoint, signer)
 
@@ -190,7 +190,9 @@ class _BundleCheck:
 
     def _steps(self, run_events: list) -> None:
         self.fact = "steps"
-        steps = _by_key(self.run["steps"], "sequence", "step #", self.fact)
+        steps = _by_key(
+            self.run["steps"], lambda step: step["sequence"], lambda key: f"step #{key}", self.fact
+        )
         recorded = set()
         for event in (e for e in run_events if e["type"] == "step.recorded"):
             sequence = event["data"]["step"]
@@ -206,27 +208,28 @@ class _BundleCheck:
             if sequence not in recorded:
                 self.fail("no step.recorded event pins it", f"step #{sequence} ({step['node_id']})")
 
-    def _pinned(self, run_events: list, event_type: str, rows_key: str, noun: str) -> None:
+    def _pinned(self, run_events: list, event_type: str, rows_key: str) -> None:
         """Review requests and decisions: each row is pinned by exactly one kind of event,
-        naming it by data["review"] and carrying its digest in data["sha256"]."""
+        naming it (facts.review_key, facts.decision_key) and carrying its digest in
+        data["sha256"]."""
         self.fact = rows_key
-        rows = _by_key(self.run[rows_key], "review", f"{noun} ", self.fact)
-        row_digest = facts.review_request_digest
+        key_of, row_digest, describe = facts.review_key, facts.review_request_digest, _request
         if event_type == "review.decided":
-            row_digest = facts.decision_digest
+            key_of, row_digest, describe = facts.decision_key, facts.decision_digest, _decision
+        rows = _by_key(self.run[rows_key], key_of, describe, self.fact)
         seen = set()
         for event in (e for e in run_events if e["type"] == event_type):
-            review = event["data"]["review"]
-            self.fact = f"{noun} {review}"
-            row = rows.get(review)
+            key = key_of(event["data"])
+            self.fact = describe(key)
+            row = rows.get(key)
             if row is None:
                 self.fail(f"{_label(event, 0)} records it, but the bundle does not hold it")
             if row_digest(row) != event["data"]["sha256"]:
                 self.fail(f"it differs from what {_label(event, 0)} recorded")
-            seen.add(review)
-        for review in rows:
-            if review not in seen:
-                self.fail(f"no {event_type} event pins it", f"{noun} {review}")
+            seen.add(key)
+        for key in rows:
+            if key not in seen:
+                self.fail(f"no {event_type} event pins it", describe(key))
 
     def _final_state(self, run_events: list) -> None:
         run = self.run
@@ -277,15 +280,27 @@ class _BundleCheck:
         )
 
 
-def _by_key(rows, key: str, noun: str, section: str) -> dict:
-    """The bundle's rows of `section` by `key`; each may appear once."""
+def _request(key) -> str:
+    return f"review request {key}"
+
+
+def _decision(key) -> str:
+    review, _, sequence = str(key).partition("#")
+    return f"decision {sequence} on {review}" if sequence else f"the decision on {review}"
+
+
+def _by_key(rows, key_of, describe, section: str) -> dict:
+    """The bundle's rows of `section` by `key_of(row)`; each may appear once."""
     if not isinstance(rows, list):
         raise VerificationError(section, "malformed: not a list")
     by_key = {}
     for row in rows:
-        if row[key] in by_key:
-            raise VerificationError(f"{noun}{row[key]}", "it appears twice in the bundle")
-        by_key[row[key]] = row
+        key = key_of(row)
+        if key is None:
+            raise KeyError("review")
+        if key in by_key:
+            raise VerificationError(describe(key), "it appears twice in the bundle")
+        by_key[key] = row
     return by_key
 
 
@@ -308,4 +323,10 @@ def _decision_account(decision: dict) -> DecisionAccount:
         decision=decision["decision"],
         comment=decision["comment"],
         overrides=decision["overrides"],
+        sequence=decision.get("sequence", 1),
+        decided_by=decision.get("decided_by", "person"),
+        final=decision.get("final", True),
+        shown_sha256=decision.get("shown_sha256", ""),
+        confirmed=tuple(decision.get("confirmed") or ()),
+        deadline=decision.get("deadline"),
     )

@@ -45,6 +45,22 @@ DECISION_FIELDS = (
     "overrides",
     "decided_at",
 )
+# Since review policies (quorum, deadlines, bound decisions) a request also pins its policy
+# and deadline, and a decision its place among the request's decisions, who decided (a
+# person or the system), the rest of what it was shown and that view's digest, what was
+# confirmed, whether it closed the request, and an escalation's new deadline. Rows recorded
+# before carry none of these and keep the digest they were recorded with.
+REVIEW_REQUEST_FIELDS_V2 = (*REVIEW_REQUEST_FIELDS, "policy", "deadline")
+DECISION_FIELDS_V2 = (
+    *DECISION_FIELDS,
+    "sequence",
+    "decided_by",
+    "shown_context",
+    "shown_sha256",
+    "confirmed",
+    "final",
+    "deadline",
+)
 # What a ledger leaf commits to: the whole event, its chain links included.
 LEAF_FIELDS = ("run", "sequence", "type", "actor", "data", "created_at", "prev_hash", "hash")
 
@@ -85,13 +101,30 @@ def step_digest(step: dict) -> str:
 
 
 def review_request_digest(request: dict) -> str:
-    """The digest a review.requested event carries; "review" is the request's public id."""
-    return _digest_of(request, REVIEW_REQUEST_FIELDS)
+    """The digest a review.requested event carries; "review" is the request's public id.
+    A request with a policy is digested with it (emptying the policy changes the digest)."""
+    fields = REVIEW_REQUEST_FIELDS_V2 if request.get("policy") else REVIEW_REQUEST_FIELDS
+    return _digest_of(request, fields)
 
 
 def decision_digest(decision: dict) -> str:
-    """The digest a review.decided event carries; "review" is the request's public id."""
-    return _digest_of(decision, DECISION_FIELDS)
+    """The digest a review.decided event carries; "review" is the request's public id.
+    A decision bound to what it was shown (a shown_sha256) is digested with all of it."""
+    fields = DECISION_FIELDS_V2 if decision.get("shown_sha256") else DECISION_FIELDS
+    return _digest_of(decision, fields)
+
+
+def review_key(data: dict):
+    """The review request a review.requested event (or a request row) names."""
+    return data.get("review")
+
+
+def decision_key(data: dict):
+    """The decision a review.decided event (or a decision row) names: its review's id, and
+    after a review's first decision its place among them ("rev_…#2"). A decision recorded
+    before quorums is its review's only one, and names no place."""
+    review, sequence = data.get("review"), data.get("sequence", 1)
+    return review if sequence == 1 or review is None else f"{review}#{sequence}"
 
 
 def leaf_bytes(event: dict) -> bytes:

@@ -12,30 +12,45 @@ REVIEW_REQUESTED = "review.requested"
 REVIEW_DECIDED = "review.decided"
 
 
+def request_fact(request: ReviewRequest) -> dict:
+    """A request as its digest and an evidence bundle record it."""
+    return {
+        "review": request.public_id,
+        "node_id": request.node_id,
+        "shown_values": request.shown_values,
+        "overridable_fields": request.overridable_fields,
+        "reviewer_group": request.reviewer_group,
+        "policy": request.policy,
+        "deadline": iso(request.deadline),
+    }
+
+
+def decision_fact(decision: ReviewDecision) -> dict:
+    """A decision as its digest and an evidence bundle record it."""
+    return {
+        "review": decision.request.public_id,
+        "reviewer_id": decision.reviewer_id,
+        "decision": decision.decision,
+        "comment": decision.comment,
+        "shown_values": decision.shown_values,
+        "overrides": decision.overrides,
+        "decided_at": iso(decision.decided_at),
+        "sequence": decision.sequence,
+        "decided_by": decision.decided_by,
+        "shown_context": decision.shown_context,
+        "shown_sha256": decision.shown_sha256,
+        "confirmed": decision.confirmed,
+        "final": decision.final,
+        "deadline": iso(decision.deadline),
+    }
+
+
 def review_request_digest(request: ReviewRequest) -> str:
-    return facts.review_request_digest(
-        {
-            "review": request.public_id,
-            "node_id": request.node_id,
-            "shown_values": request.shown_values,
-            "overridable_fields": request.overridable_fields,
-            "reviewer_group": request.reviewer_group,
-        }
-    )
+    return facts.review_request_digest(request_fact(request))
 
 
 def decision_digest(decision: ReviewDecision) -> str:
-    return facts.decision_digest(
-        {
-            "review": decision.request.public_id,
-            "reviewer_id": decision.reviewer_id,
-            "decision": decision.decision,
-            "comment": decision.comment,
-            "shown_values": decision.shown_values,
-            "overrides": decision.overrides,
-            "decided_at": iso(decision.decided_at),
-        }
-    )
+    return facts.decision_digest(decision_fact(decision))
 
 
 def _requests_of(run) -> dict:
@@ -44,31 +59,16 @@ def _requests_of(run) -> dict:
 
 def _decisions_of(run) -> dict:
     decisions = run.review_decisions.select_related("request")
-    return {decision.request.public_id: decision for decision in decisions}
+    return {facts.decision_key(decision_fact(decision)): decision for decision in decisions}
 
 
 def _request_dict(request: ReviewRequest) -> dict:
-    return {
-        "review": request.public_id,
-        "node_id": request.node_id,
-        "title": request.title,
-        "shown_values": request.shown_values,
-        "overridable_fields": request.overridable_fields,
-        "reviewer_group": request.reviewer_group,
-    }
+    return {**request_fact(request), "title": request.title}
 
 
 def _decision_dict(decision: ReviewDecision) -> dict:
-    return {
-        "review": decision.request.public_id,
-        "reviewer_id": decision.reviewer_id,
-        "reviewer": decision.reviewer.get_username(),
-        "decision": decision.decision,
-        "comment": decision.comment,
-        "shown_values": decision.shown_values,
-        "overrides": decision.overrides,
-        "decided_at": iso(decision.decided_at),
-    }
+    # The reviewer's name is the bundle's label (not pinned): reviewer_id is.
+    return {**decision_fact(decision), "reviewer": decision.decider_label}
 
 
 def _bundle_requests(run) -> list[dict]:
@@ -76,8 +76,15 @@ def _bundle_requests(run) -> list[dict]:
 
 
 def _bundle_decisions(run) -> list[dict]:
-    decisions = run.review_decisions.select_related("request", "reviewer").order_by("decided_at")
+    decisions = run.review_decisions.select_related("request", "reviewer").order_by(
+        "decided_at", "sequence"
+    )
     return [_decision_dict(decision) for decision in decisions]
+
+
+def _describe_decision(key) -> str:
+    review, _, sequence = str(key).partition("#")
+    return f"decision {sequence} on {review}" if sequence else f"the decision on {review}"
 
 
 def register() -> None:
@@ -86,7 +93,7 @@ def register() -> None:
     register_pinned_rows(
         PinnedRows(
             event_type=REVIEW_REQUESTED,
-            key="review",
+            key_of=facts.review_key,
             rows_of=_requests_of,
             digest=review_request_digest,
             describe=lambda key: f"review request {key}",
@@ -95,9 +102,9 @@ def register() -> None:
     register_pinned_rows(
         PinnedRows(
             event_type=REVIEW_DECIDED,
-            key="review",
+            key_of=facts.decision_key,
             rows_of=_decisions_of,
             digest=decision_digest,
-            describe=lambda key: f"the decision on {key}",
+            describe=_describe_decision,
         )
     )

@@ -3,12 +3,12 @@
 import json
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpResponse, QueryDict
 from django.urls import reverse
 from ninja import Header, Query, Router, Status
 from ninja.renderers import JSONRenderer
 
+from rapidfolio.public_url import base_url
 from runs import evidence, selectors, services
 from runs.api_auth import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
@@ -43,20 +43,21 @@ IdempotencyKey = Header(
 )
 
 
-def api_url(run: Run) -> str:
-    return f"{settings.PUBLIC_BASE_URL}{reverse('api:get_run', args=[run.public_id])}"
+# `base` is public_url.base_url(request): PUBLIC_BASE_URL, or the address the request came to.
+def api_url(run: Run, base: str) -> str:
+    return f"{base}{reverse('api:get_run', args=[run.public_id])}"
 
 
-def dashboard_url(run: Run) -> str:
-    return f"{settings.PUBLIC_BASE_URL}{reverse('runs:detail', args=[run.public_id])}"
+def dashboard_url(run: Run, base: str) -> str:
+    return f"{base}{reverse('runs:detail', args=[run.public_id])}"
 
 
-def run_ref(run: Run) -> dict:
+def run_ref(run: Run, base: str) -> dict:
     return {
         "id": run.public_id,
         "status": run.status,
-        "url": api_url(run),
-        "dashboard_url": dashboard_url(run),
+        "url": api_url(run, base),
+        "dashboard_url": dashboard_url(run, base),
     }
 
 
@@ -97,7 +98,10 @@ def _failure(run: Run) -> dict | None:
 
 
 def _review(request) -> dict:
-    decision = getattr(request, "decision", None)
+    # Each approval of a quorum is a decision of its own; `decision` is the one that closed
+    # the review (a rejection, the last approval), if any.
+    decisions = sorted(request.decisions.all(), key=lambda d: d.sequence)
+    final = next((d for d in decisions if d.final), None)
     return {
         "id": request.public_id,
         "node_id": request.node_id,
@@ -107,24 +111,33 @@ def _review(request) -> dict:
         "shown_values": request.shown_values,
         "overridable_fields": request.overridable_fields,
         "created_at": request.created_at,
-        "decision": None
-        if decision is None
-        else {
-            "decision": decision.decision,
-            "reviewer": decision.reviewer.get_username(),
-            "comment": decision.comment,
-            "shown_values": decision.shown_values,
-            "overrides": decision.overrides,
-            "decided_at": decision.decided_at,
-        },
+        "approvals_required": (request.policy or {}).get("approvals", 1),
+        "deadline": request.deadline,
+        "decision": None if final is None else _decision(final),
+        "decisions": [_decision(decision) for decision in decisions],
     }
 
 
-def run_record(record: selectors.RunRecord) -> dict:
+def _decision(decision) -> dict:
+    return {
+        "sequence": decision.sequence,
+        "decision": decision.decision,
+        "decided_by": decision.decided_by,
+        "reviewer": decision.reviewer.get_username() if decision.reviewer_id else None,
+        "comment": decision.comment,
+        "shown_values": decision.shown_values,
+        "shown_sha256": decision.shown_sha256,
+        "overrides": decision.overrides,
+        "final": decision.final,
+        "decided_at": decision.decided_at,
+    }
+
+
+def run_record(record: selectors.RunRecord, base: str) -> dict:
     """The whole record of a run read by selectors.run_with_everything, shaped as RunDetail."""
     run = record.run
     return {
-        **run_ref(run),
+        **run_ref(run, base),
         "procedure": {"id": run.procedure.public_id, "name": run.procedure.name},
         "version": run.version.number,
         "environment": run.environment,
@@ -179,10 +192,10 @@ def _event(event) -> dict:
     }
 
 
-def _run_summary(run: Run) -> dict:
+def _run_summary(run: Run, base: str) -> dict:
     return {
         "id": run.public_id,
-        "url": api_url(run),
+        "url": api_url(run, base),
         "procedure": {"id": run.procedure.public_id, "name": run.procedure.name},
         "version": run.version.number,
         "environment": run.environment,
@@ -196,14 +209,14 @@ def _run_summary(run: Run) -> dict:
 
 
 def _run_in_key_environment(request, run_id: str) -> Run:
+    """The run, if it is of the key's environment; another environment's run is the same 404
+    as an unknown id, so a key learns nothing about the runs it may not touch."""
     if not is_public_id(run_id):
         raise not_found("run", run_id)
     try:
-        run = selectors.run_detail(run_id)
+        return selectors.run_detail(run_id, viewer=request.auth)
     except Run.DoesNotExist:
         raise not_found("run", run_id) from None
-    require_environment(request.auth, run.environment)
-    return run
 
 
 @router.get(
@@ -225,7 +238,9 @@ def list_runs(request, filters: Query[RunFilters]):
         if value:
             params[name] = value
     try:
-        page = selectors.list_runs(params, cursor=filters.cursor, page_size=filters.limit)
+        page = selectors.list_runs(
+            params, viewer=api_key, cursor=filters.cursor, page_size=filters.limit
+        )
     except selectors.InvalidCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from None
     if page.filter.form.errors:
@@ -239,7 +254,9 @@ def list_runs(request, filters: Query[RunFilters]):
                 for error in errors
             ],
         )
-    return {"runs": [_run_summary(run) for run in page.runs], "next_cursor": page.next_cursor}
+    base = base_url(request)
+    runs = [_run_summary(run, base) for run in page.runs]
+    return {"runs": runs, "next_cursor": page.next_cursor}
 
 
 @router.get(
@@ -252,11 +269,10 @@ def get_run(request, run_id: str):
     if not is_public_id(run_id):
         raise not_found("run", run_id)
     try:
-        record = selectors.run_with_everything(run_id)
-    except Run.DoesNotExist:
+        record = selectors.run_with_everything(run_id, viewer=request.auth)
+    except Run.DoesNotExist:  # also another environment's run, as _run_in_key_environment
         raise not_found("run", run_id) from None
-    require_environment(request.auth, record.run.environment)
-    body = run_record(record)
+    body = run_record(record, base_url(request))
     # The schema is applied to everything but the step log and the timeline, which are built
     # above exactly as StepOut and EventOut lay them out (flat, every field given, values as
     # read from their typed columns): validating and dumping a thousand steps through pydantic
@@ -298,7 +314,7 @@ def cancel_run(request, run_id: str, idempotency_key: str | None = IdempotencyKe
 
     def cancel():
         cancelled = services.cancel_run(run=run, api_key=request.auth)
-        return 200, run_ref(cancelled)
+        return 200, run_ref(cancelled, base_url(request))
 
     return Status(*idempotent(request, request.auth, idempotency_key, cancel))
 
@@ -312,6 +328,6 @@ def retry_run(request, run_id: str, idempotency_key: str | None = IdempotencyKey
     run = _run_in_key_environment(request, run_id)
 
     def retry():
-        return 202, run_ref(services.retry_run(run=run, api_key=request.auth))
+        return 202, run_ref(services.retry_run(run=run, api_key=request.auth), base_url(request))
 
     return Status(*idempotent(request, request.auth, idempotency_key, retry))

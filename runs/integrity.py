@@ -93,11 +93,11 @@ class PinnedRows:
     """Rows of another app that a run's events pin by digest (the reviews app's requests and
     decisions), registered from that app's AppConfig.ready so runs imports no app above it.
 
-    Each event of `event_type` names its row by `data[key]` and carries `data["sha256"]`.
+    Each event of `event_type` names its row by `key_of(data)` and carries `data["sha256"]`.
     """
 
     event_type: str
-    key: str
+    key_of: Callable[[dict], object]  # event data -> the key of the row it pins
     rows_of: Callable[[object], dict]  # run -> {key: row}
     digest: Callable[[object], str]
     describe: Callable[[str], str]  # key -> "review request rev_…"
@@ -202,7 +202,7 @@ class _ChainCheck:
             self.seen_steps.add(step.sequence)
         if event.type in self.pinned:
             pinned, rows = self.pinned[event.type]
-            key = data.get(pinned.key)
+            key = pinned.key_of(data)
             row = rows.get(key)
             if row is None or pinned.digest(row) != data.get("sha256"):
                 raise Broken(f"{pinned.describe(key)} differs from what {label} recorded", position)

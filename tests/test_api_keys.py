@@ -84,16 +84,17 @@ def test_live_key_cannot_start_a_sandbox_run(client, simple_version):
     assert response.status_code == 403
 
 
-def test_sandbox_key_cannot_read_a_live_run(client, sandbox_key, simple_version):
+def test_sandbox_key_reads_a_live_run_as_not_found(client, sandbox_key, simple_version):
     live_run = start(simple_version, "live")
     response = client.get(f"/v1/runs/{live_run.public_id}", **bearer(sandbox_key[1]))
-    assert response.status_code == 403
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
 
 
 def test_sandbox_key_cannot_cancel_a_live_run(client, sandbox_key, simple_version):
     live_run = start(simple_version, "live")
     response = client.post(f"/v1/runs/{live_run.public_id}/cancel", **bearer(sandbox_key[1]))
-    assert response.status_code == 403
+    assert response.status_code == 404
     live_run.refresh_from_db()
     assert live_run.status == "pending"
 

@@ -24,7 +24,12 @@ PAYMENT_WITH_REVIEW = {
         "properties": {
             "invoice_id": {"type": "string", "title": "Invoice number", "minLength": 1},
             "customer_id": {"type": "string", "title": "Customer", "minLength": 1},
-            "amount": {"type": "integer", "title": "Amount (cents)", "minimum": 1},
+            "amount": {
+                "type": "integer",
+                "title": "Amount",
+                "minimum": 1,
+                "x-rapidfolio-money": {"currency_field": "currency"},
+            },
             "currency": {"type": "string", "title": "Currency", "enum": ["usd", "eur"]},
         },
     },
@@ -162,10 +167,10 @@ def test_runs_list_filters_by_several_statuses(client, operator, completed_run, 
 
 
 def test_runs_list_filters_by_procedure_environment_and_type(
-    client, operator, completed_run, paused_run
+    client, live_operator, completed_run, paused_run
 ):
-    live = start(completed_run.version, operator, {"customer_id": "x"}, "live", drive=False)
-    client.force_login(operator)
+    live = start(completed_run.version, live_operator, {"customer_id": "x"}, "live", drive=False)
+    client.force_login(live_operator)
     page = body(
         client.get(
             reverse("runs:list"),

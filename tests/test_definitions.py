@@ -365,6 +365,158 @@ def test_empty_review_title_is_reported():
     assert problems_for(definition, "review") == ["the review 'title' must be non-empty text"]
 
 
+# --- review policies: overrides, quorum, groups, deadlines, confirmation ------------------------
+def with_review(**keys):
+    return example(review=lambda node: node.update(keys))
+
+
+def test_a_full_review_policy_is_valid():
+    definition = with_review(
+        overridable={
+            "amount": {
+                "schema": {"type": "number", "exclusiveMinimum": 0},
+                "direction": "decrease",
+                "max_change_percent": 25,
+            }
+        },
+        payment={"amount": "amount", "payee": "customer"},
+        approvals="2 if inputs.amount > 5000000 else 1",
+        timeout="24h",
+        on_timeout="escalate",
+        escalate_to="Finance managers",
+        escalation_timeout="1d 12h",
+        confirm_above=1000000,
+    )
+    assert validate_definition(definition) == []
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            {"schema": {"type": "integer"}, "direction": "down"},
+            "overridable field 'amount' has direction 'down'; use one of: decrease, increase, any",
+        ),
+        (
+            {"schema": {"type": "integer"}, "max_change_percent": 0},
+            "overridable field 'amount': max_change_percent must be a positive number, not 0",
+        ),
+        (
+            {"schema": {"type": "string"}, "direction": "decrease"},
+            "overridable field 'amount': a direction or max_change_percent needs a number (its "
+            "schema's type must be integer or number)",
+        ),
+        (
+            {"schema": {"type": "integer"}, "limit": 5},
+            "unknown key 'limit' for overridable field 'amount'; it takes: direction, "
+            "max_change_percent, schema",
+        ),
+    ],
+)
+def test_an_override_policy_outside_the_rules_is_reported(spec, expected):
+    definition = with_review(overridable={"amount": spec})
+    assert problems_for(definition, "review") == [expected]
+
+
+@pytest.mark.parametrize(
+    ("approvals", "expected"),
+    [
+        (0, "'approvals' must be a whole number from 1 to 10 (or an expression giving one), not 0"),
+        (
+            11,
+            "'approvals' must be a whole number from 1 to 10 (or an expression giving one), not 11",
+        ),
+        (
+            True,
+            "'approvals' must be a whole number from 1 to 10 (or an expression giving one), "
+            "not True",
+        ),
+        ("2 if inputs.amount >", "expression `2 if inputs.amount >` in approvals does not parse"),
+    ],
+)
+def test_approvals_that_cannot_be_a_quorum_are_reported(approvals, expected):
+    problems = problems_for(with_review(approvals=approvals), "review")
+    assert len(problems) == 1 and problems[0].startswith(expected)
+
+
+def test_groups_and_reviewer_group_together_are_reported():
+    definition = with_review(groups=["Treasury"])
+    assert problems_for(definition, "review") == [
+        "give either 'reviewer_group' or 'groups', not both"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        (
+            {"timeout": "soon"},
+            "'timeout' must be a duration such as 24h, 90m, 2d or 1d 12h, not 'soon'",
+        ),
+        ({"timeout": "30s"}, "'timeout' must be from 1 minute to 90 days, not '30s'"),
+        (
+            {"on_timeout": "approve", "timeout": "1h"},
+            "'on_timeout' must be reject or escalate, not 'approve'",
+        ),
+        ({"on_timeout": "reject"}, "'on_timeout' needs a 'timeout'"),
+        (
+            {"on_timeout": "escalate", "timeout": "1h"},
+            "'on_timeout: escalate' needs 'escalate_to', the group that decides after it",
+        ),
+        (
+            {"on_timeout": "escalate", "timeout": "1h", "escalate_to": "Payment approvers"},
+            "'escalate_to' must be another group than the reviewers' (Payment approvers)",
+        ),
+        (
+            {"escalate_to": "Finance", "timeout": "1h"},
+            "'escalate_to' is only used with 'on_timeout: escalate'",
+        ),
+    ],
+)
+def test_deadlines_that_cannot_work_are_reported(keys, expected):
+    assert problems_for(with_review(**keys), "review") == [expected]
+
+
+def test_a_timeout_never_approves_so_on_timeout_cannot_be_approve():
+    # Peers auto-approve on timeout; here nothing is ever approved without a person.
+    problems = problems_for(with_review(timeout="1h", on_timeout="approve"), "review")
+    assert problems == ["'on_timeout' must be reject or escalate, not 'approve'"]
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        (
+            {"confirm_above": 100},
+            "'confirm_above' needs 'payment' to say which shown field is the amount",
+        ),
+        (
+            {"confirm_above": 1.5, "payment": {"amount": "amount"}},
+            "'confirm_above' must be a whole number of minor units (cents), not 1.5",
+        ),
+        (
+            {"payment": {"amount": "total"}},
+            "payment amount names 'total', which is not a field in 'show'",
+        ),
+        (
+            {"payment": {"payee": "customer"}},
+            "'payment' must name the shown fields of the amount (and of the payee)",
+        ),
+    ],
+)
+def test_confirmation_thresholds_and_payment_fields_are_checked(keys, expected):
+    assert problems_for(with_review(**keys), "review") == [expected]
+
+
+def test_the_demo_pay_invoice_review_is_decrease_only_with_two_approvers_above_50000():
+    document = yaml.safe_load((FIXTURES / "pay_invoice.yaml").read_text())
+    review = document["definition"]["nodes"]["approve_payment"]
+    assert review["overridable"]["amount"]["direction"] == "decrease"
+    assert review["approvals"] == "2 if inputs.amount > 5000000 else 1"
+    assert review["timeout"] == "24h"
+    assert review["groups"] == ["Payment approvers"]
+
+
 # --- many problems at once ---------------------------------------------------------------------
 def broken_definition():
     return example(
@@ -498,3 +650,25 @@ def test_load_procedure_with_an_unknown_user_creates_nothing(db):
     with pytest.raises(CommandError, match="no user named 'nobody'"):
         load(FIXTURES / "wire_transfer.yaml", "--user", "nobody")
     assert not Procedure.objects.exists()
+
+
+def test_a_review_title_longer_than_its_column_is_refused_before_any_run():
+    # It would pass here and fail mid-run at the review node, as a database error.
+    definition = example(review=lambda node: node.update(title="T" * 301))
+    assert problems_for(definition, "review") == [
+        "the review 'title' must be at most 300 characters"
+    ]
+    assert validate_definition(example(review=lambda node: node.update(title="T" * 300))) == []
+
+
+def test_a_reviewer_group_longer_than_its_column_is_refused():
+    definition = example(review=lambda node: node.update(reviewer_group="G" * 151))
+    assert problems_for(definition, "review") == ["'reviewer_group' must be at most 150 characters"]
+
+
+def test_a_node_id_longer_than_its_column_is_refused():
+    definition = example()
+    definition["nodes"]["n" * 101] = {"type": "output", "value": {}}
+    assert "a node id must be at most 100 characters" in [
+        p.message for p in validate_definition(definition)
+    ]

@@ -214,8 +214,14 @@ def test_human_review_pauses_with_the_exact_values_shown(review_version, operato
     assert run.status == "awaiting_review"
     request = ReviewRequest.objects.get(run=run)
     assert request.shown_values == {"amount": 900000, "customer": "cust_anna"}
+    # With each field's override policy (a bare schema: any direction, no bound).
     assert request.overridable_fields == [
-        {"name": "amount", "schema": {"type": "integer", "minimum": 1}}
+        {
+            "name": "amount",
+            "schema": {"type": "integer", "minimum": 1},
+            "direction": "any",
+            "max_change_percent": None,
+        }
     ]
     assert run.steps.count() == 0
 

@@ -368,6 +368,8 @@ def test_cli_refuses_another_key(tmp_path, bundle):
         ("{}", "not-a-key", "not a verifier key"),
         ("{}", VKEY[:-2], "not a verifier key"),
     ],
+    # The key is generated per process: ids without it keep parallel workers' collections equal.
+    ids=["no file", "not json", "duplicate key", "nan", "not an object", "bad key", "short key"],
 )
 def test_cli_exits_2_on_unreadable_input(tmp_path, content, key, message):
     path = tmp_path / "bundle.json"

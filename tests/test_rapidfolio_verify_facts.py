@@ -128,8 +128,13 @@ def test_the_products_own_functions_agree():
     step = SimpleNamespace(**{**STEP, "started_at": MOMENT})
     assert runs_integrity.step_digest(step) == facts.step_digest(STEP)
     request_fields = {k: v for k, v in REQUEST.items() if k != "review"}
-    request = SimpleNamespace(public_id="rev_1", **request_fields)
+    # A request and a decision recorded before review policies: the columns' defaults.
+    request = SimpleNamespace(public_id="rev_1", policy={}, deadline=None, **request_fields)
     assert reviews_integrity.review_request_digest(request) == facts.review_request_digest(REQUEST)
     fields = {k: v for k, v in DECISION.items() if k != "review"}
-    decision = SimpleNamespace(request=request, **{**fields, "decided_at": MOMENT})
+    before_policies = dict(sequence=1, decided_by="person", shown_context={}, shown_sha256="")
+    before_policies.update(confirmed=[], final=True, deadline=None)
+    decision = SimpleNamespace(
+        request=request, **{**fields, **before_policies, "decided_at": MOMENT}
+    )
     assert reviews_integrity.decision_digest(decision) == facts.decision_digest(DECISION)
