@@ -33,7 +33,7 @@ import time
 import httpx
 from django.conf import settings
 
-from runs import dispatch
+from runs import dispatch, metrics
 from runs.models import Run, WebhookEndpoint
 from runs.writer import append_event
 
@@ -121,6 +121,7 @@ def deliver(
     if endpoint is None or not endpoint.enabled:
         data = {**record, "ok": False, "error": "endpoint removed or disabled; not sent"}
         append_event(run, "webhook.delivery", actor=WEBHOOKS_ACTOR, data=data)
+        metrics.webhook_attempted("skipped")
         return False
     result = _post(endpoint, delivery_id, event_type, body)
     will_retry = not result["ok"] and attempt < max_attempts()
@@ -128,6 +129,9 @@ def deliver(
     if will_retry:
         data["next_attempt_in_seconds"] = backoff_seconds(attempt)
     append_event(run, "webhook.delivery", actor=WEBHOOKS_ACTOR, data=data)
+    metrics.webhook_attempted(
+        "delivered" if result["ok"] else "retrying" if will_retry else "failed"
+    )
     if will_retry:
         dispatch.send_delivery(
             endpoint_id,

@@ -14,6 +14,7 @@ from django.utils import timezone
 from procedures.expressions import ExpressionError, resolve
 from procedures.node_types import NodeType
 from procedures.tools import ToolContext, ToolError, get_tool
+from runs import metrics
 from runs.models import FailureKind, Run, RunStatus, StepStatus
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,12 @@ def call(run: Run, state, node_id: str) -> ToolOutcome:
         logger.exception("tool %s raised unexpectedly", node["tool"])
         outcome.error = ToolError(f"Tool '{node['tool']}' crashed: {type(exc).__name__}: {exc}")
     outcome.finished_at = timezone.now()
+    metrics.tool_called(
+        tool=outcome.tool,
+        environment=run.environment,
+        seconds=(outcome.finished_at - started_at).total_seconds(),
+        error_kind=outcome.error.kind if outcome.error else "",
+    )
     return outcome
 
 
