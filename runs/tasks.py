@@ -1,11 +1,23 @@
 """Dramatiq actors: each loads ids and hands over to the engine or a service.
 
 Each actor imports what it runs inside its body (HackSoft's advice for actors): runs.dispatch
-sends these actors' messages from inside the write path, so this module imports nothing of
-ours at load time and the engine and services can import dispatch without a cycle.
+and the outbox's relay (runs.outbox) send these actors' messages from inside the write path, so
+this module imports none of the apps at load time and the engine and services can import
+dispatch without a cycle. A message the broker refused is kept in the outbox and sent again by
+the scheduler; a message sent twice is harmless (see runs.outbox).
+
+Each message's log lines carry its actor and id (rapidfolio.log_context.MessageContext); the
+engine adds the run and procedure it drives, deliver_webhook those its delivery is about.
 """
 
+import json
+import logging
+
 import dramatiq
+
+from rapidfolio import log_context
+
+logger = logging.getLogger(__name__)
 
 
 @dramatiq.actor(queue_name="runs", max_retries=5, min_backoff=1000, max_backoff=60000)
@@ -39,11 +51,25 @@ def deliver_webhook(
     """One delivery attempt; runs.webhooks schedules the next one itself, with backoff."""
     from runs.webhooks import deliver
 
-    deliver(
-        endpoint_id=endpoint_id,
-        run_id=run_id,
-        delivery_id=delivery_id,
-        event_type=event_type,
-        body=body,
-        attempt=attempt,
-    )
+    with log_context.scope():
+        log_context.add(delivery=delivery_id, **run_named_in(body))
+        delivered = deliver(
+            endpoint_id=endpoint_id,
+            run_id=run_id,
+            delivery_id=delivery_id,
+            event_type=event_type,
+            body=body,
+            attempt=attempt,
+        )
+        outcome = "delivered" if delivered else "not delivered (recorded on the run)"
+        logger.info("webhook %s attempt %d: %s", event_type, attempt, outcome)
+
+
+def run_named_in(body: str) -> dict[str, str]:
+    """The run and procedure a delivery is about, for its log lines: read from the body we
+    built (runs.webhooks documents it), not from the database."""
+    try:
+        run = json.loads(body)["data"]["run"]
+        return {"run": run["id"], "procedure": run["procedure"]["id"]}
+    except (ValueError, KeyError, TypeError):
+        return {}

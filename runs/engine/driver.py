@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from procedures.models import Connection
+from rapidfolio import log_context
 from runs import dispatch, sql
 from runs.engine import authenticity, registry, tools
 from runs.engine.authenticity import Refusal
@@ -31,8 +32,11 @@ ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING)
 
 
 def drive(run_id: int) -> None:
-    """Execute the run as far as it can go now. Safe to call again at any time."""
-    with run_execution_lock(run_id) as acquired:
+    """Execute the run as far as it can go now. Safe to call again at any time.
+
+    Every line logged meanwhile (tool calls, httpx, a failure's traceback) names the run and its
+    procedure: they join the Dramatiq message's log scope, or one of the drive's own."""
+    with log_context.scope(), run_execution_lock(run_id) as acquired:
         if not acquired:
             logger.info("run %s is being executed by another worker", run_id)
             return
@@ -55,11 +59,14 @@ def _drive(run_id: int) -> None:
             if whole is not None and run.status in ACTIVE:
                 refusal = authenticity.header_refusal(run, whole.header_facts)
             if state is None:
+                # The procedure as the row points at it now (read with the row, no query more).
+                log_context.add(run=run.public_id, procedure=whole.header_facts.procedure)
                 state, refusal = _load_state(run, whole.has_connections, refusal)
             call = _advance(NodeContext(run, state, writer), outcome, refusal)
             outcome = None
             writer.flush()
         if call is None:
+            logger.info("run %s is %s", run.public_id, run.status)
             return
         if call.wait_seconds > 0:
             # A transient failure's backoff is not over (an early redelivery): come back later.
