@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from runs import dispatch, lifecycle, sql
+from runs import dispatch, lifecycle, metrics, sql
 from runs.authenticity import header_tag, step_tag
 from runs.integrity import GENESIS_HASH, digest, event_hash, run_header, step_digest
 from runs.models import Run, RunEvent, RunStatus, Step, StepStatus
@@ -62,6 +62,7 @@ class RunWriter:
         header = run_header(run)
         tag = header_tag(run.public_id, digest(header))
         writer.append_event("run.created", actor=actor, data={"header": header, "tag": tag})
+        metrics.run_created(run)  # once committed
         return writer
 
     @classmethod
@@ -72,6 +73,17 @@ class RunWriter:
         if locked is None:
             raise Run.DoesNotExist(f"Run {run} does not exist.")
         return cls(locked.run, locked.head)
+
+    @classmethod
+    def lock_behind_others(cls, run: Run | int) -> "RunWriter":
+        """`lock`, for a writer that may queue behind another transaction that appends events
+        without changing the run's row (one approval of a quorum, then the next). Under READ
+        COMMITTED the statement that waits for a row lock reads everything but that row as of
+        when it started, so `lock`'s own statement would read the chain's head from before the
+        other's events; here the row lock is taken first, and the head read after it."""
+        run_id = run if isinstance(run, int) else run.pk
+        list(Run.objects.select_for_update().filter(pk=run_id).values_list("pk", flat=True))
+        return cls.lock(run_id)
 
     # --- recording ----------------------------------------------------------------------------
     def append_event(self, type: str, *, actor: str, data: dict | None = None) -> RunEvent:
@@ -130,6 +142,7 @@ class RunWriter:
         fields, data = lifecycle.apply(self.run, to_status, now=timezone.now(), **details)
         self._run_fields.update(fields)
         self.append_event("run.status_changed", actor=actor, data=data)
+        metrics.run_transitioned(self.run, to_status)  # once committed
         if lifecycle.notifies(to_status):
             dispatch.deliver_webhooks_after_commit(self.run, to_status)
 
@@ -146,6 +159,8 @@ class RunWriter:
     def flush(self) -> None:
         """Write what was recorded: the steps, the run's changed columns, then the events."""
         sql.insert(self._steps, returning_pk=True)
+        if self._steps:
+            metrics.steps_recorded(self._steps)  # once committed
         if self._run_fields:
             failed_step = self.run.failed_step if "failed_step" in self._run_fields else None
             if failed_step is not None:
@@ -160,7 +175,8 @@ def transition(run: Run, to_status: str, *, actor: str, **details) -> Run:
     """Move `run` to `to_status` in a transaction of its own (or the caller's), or raise
     IllegalTransition. Returns the locked, updated run; `run` itself is updated too."""
     with in_transaction():
-        writer = RunWriter.lock(run)
+        # Cancels and retries may queue behind a webhook delivery's event-only append.
+        writer = RunWriter.lock_behind_others(run)
         writer.transition(to_status, actor=actor, **details)
         writer.flush()
     lifecycle.copy_state(writer.run, run)
@@ -172,7 +188,8 @@ def append_event(run: Run, type: str, *, actor: str, data: dict | None = None) -
     Terminal runs still take events (webhook deliveries, retries): the row lock is a SELECT
     ... FOR UPDATE, which the terminal-run trigger (an UPDATE trigger) does not refuse."""
     with in_transaction():
-        writer = RunWriter.lock(run)
+        # Deliveries to several endpoints, and retries, append to one run at the same time.
+        writer = RunWriter.lock_behind_others(run)
         event = writer.append_event(type, actor=actor, data=data)
         writer.flush()
     return event
