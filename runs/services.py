@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from procedures.inputs import input_errors
 from procedures.models import Environment, ProcedureVersion
-from runs import dispatch, writer
+from runs import dispatch, metrics, outbox, writer
 from runs.errors import (
     CancelNotAllowed,
     IllegalTransition,
@@ -55,6 +55,9 @@ def start_run(
         raise InputValidationError(f"Unknown run type {type!r}.")
     if type == RunType.MANUAL:
         _require_perm(user, "runs.start_run", "start runs")
+    if environment == Environment.LIVE:
+        # A person (the Run form, a retry) acts in live only if they may see live runs.
+        _require_perm(user, "runs.view_live_run", "start live runs")
     problems = input_errors(version.input_schema, inputs)
     if problems:
         raise InputValidationError(
@@ -78,10 +81,12 @@ def start_run(
             created_at=timezone.now(),
         )
         actor = actor_label(user=user, api_key=api_key, trigger=trigger)
-        RunWriter.create(run, actor=actor).flush()
+        created = RunWriter.create(run, actor=actor)
+        created.flush()
         if retry_of is not None:
             writer.append_event(retry_of, "run.retried", actor=actor, data={"retry": run.public_id})
-        dispatch.enqueue_execution(run)
+        # Its message goes into the outbox in this transaction, and to the broker after it.
+        dispatch.enqueue_execution(run, after_event=created.next_sequence - 1)
     return run
 
 
@@ -89,6 +94,8 @@ def cancel_run(*, run: Run, user=None, api_key=None, reason: str = "") -> Run:
     """Cancel a pending, running or awaiting-review run. A running run stops before its next
     node; a tool call already under way finishes and is recorded."""
     _require_perm(user, "runs.cancel_run", "cancel runs")
+    if run.environment == Environment.LIVE:
+        _require_perm(user, "runs.view_live_run", "cancel live runs")
     if run.status in TERMINAL_STATUSES:
         raise CancelNotAllowed(
             f"Run {run.public_id} is {run.status} and can no longer be cancelled."
@@ -138,19 +145,16 @@ def retry_run(*, run: Run, user=None, api_key=None) -> Run:
 
 
 def reap_stuck_runs(*, now=None, limit: int = 500) -> list[int]:
-    """Re-enqueue pending or running runs whose lease ran out (a lost message, a killed worker).
+    """Re-enqueue pending or running runs whose lease ran out (a lost message, a killed worker),
+    each at most once per backoff step (runs.outbox); returns the ids of the runs sent now.
 
     Enqueueing twice is harmless: only one worker at a time drives a run (runs.locks) and a
     run resumes after its last committed step.
     """
     now = now or timezone.now()
-    stuck = list(
-        Run.objects.filter(
-            status__in=[RunStatus.PENDING, RunStatus.RUNNING], lease_expires_at__lt=now
-        )
-        .order_by("lease_expires_at")
-        .values_list("pk", flat=True)[:limit]
+    stuck = Run.objects.filter(
+        status__in=[RunStatus.PENDING, RunStatus.RUNNING], lease_expires_at__lt=now
     )
-    for run_id in stuck:
-        dispatch.resend_execution(run_id)
-    return stuck
+    reaped = outbox.resend_stuck_runs(stuck, now=now, limit=limit)
+    metrics.runs_reaped(len(reaped))
+    return reaped

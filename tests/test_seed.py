@@ -6,10 +6,11 @@ Seeding waits out real retry backoffs (a few seconds), so these tests seed once 
 import pytest
 from django.core.management import call_command
 
-from procedures.models import Procedure
+from procedures.models import Connection, Procedure, Trigger
+from rapidfolio.management.demo import DEMO_LOGINS, DEMO_PASSWORD
 from reviews.models import ReviewDecision
 from runs.integrity import verify_run
-from runs.models import Run, RunStatus
+from runs.models import ApiKey, Run, RunStatus, WebhookEndpoint
 
 
 @pytest.fixture
@@ -28,12 +29,21 @@ def test_the_demo_has_engine_produced_runs_in_every_status(seeded, client):
     assert Run.objects.filter(retry_of__isnull=False).exists()
     assert Procedure.objects.count() >= 4
     assert Procedure.objects.get(name="Pay invoice").versions.count() == 2
-    for username in ("operator", "reviewer", "admin"):
-        assert client.login(username=username, password="rapidfolio-demo")
+    # A payment above 50,000.00 approved once, waiting for its second approver (issue 13).
+    waiting = Run.objects.get(status="awaiting_review", inputs__invoice_id="INV-10011")
+    [first] = waiting.review_decisions.all()
+    assert first.decision == "approved" and not first.final
+    assert waiting.review_requests.get().policy["approvals"] == 2
+    for username in DEMO_LOGINS:
+        assert client.login(username=username, password=DEMO_PASSWORD)
 
 
 def test_seeding_twice_changes_nothing(seeded, capsys):
-    before = (Run.objects.count(), Procedure.objects.count())
+    def counts():
+        models = (Run, Procedure, Trigger, Connection, ApiKey, WebhookEndpoint)
+        return [model.objects.count() for model in models]
+
+    before = counts()
     call_command("seed_demo")
-    assert (Run.objects.count(), Procedure.objects.count()) == before
+    assert counts() == before
     assert "already present" in capsys.readouterr().out

@@ -1,7 +1,11 @@
 """Seed a realistic demo: procedures with versions, and runs in every status, produced by the
 engine itself (tool calls, retries, reviews, overrides, rejections, cancellations, a retry).
+Around them, what keeps the demo alive once served (rapidfolio/management/demo.py): a cron
+trigger, a webhook endpoint and its receiver, a sandbox connection and an API key. The pending
+and running runs it leaves are picked up as soon as `manage.py serve` starts.
 
-Idempotent: a second call changes nothing and says so.
+Idempotent: a second call changes nothing and says so (but for the webhook endpoint, which
+follows --host and --port).
 """
 
 import copy
@@ -9,20 +13,23 @@ import json
 import time
 
 import yaml
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from procedures.demo import DEMO_DIR
 from procedures.models import Procedure, ProcedureVersion
-from rapidfolio.roles import OPERATORS, REVIEWERS, ensure_roles
+from rapidfolio import public_url
+from rapidfolio.management import demo
+from rapidfolio.management.demo import DEMO_PASSWORD
+from rapidfolio.roles import LIVE_ENVIRONMENT, OPERATORS, REVIEWERS, ensure_roles
 from reviews.models import ReviewRequest
 from reviews.services import approve, reject
 from runs import engine
 from runs.models import Run, RunStatus, Step, StepStatus
 from runs.services import cancel_run, retry_run, start_run
 
-DEMO_PASSWORD = "rapidfolio-demo"
 # How long the seed waits for a retry backoff before leaving the run visibly `running`.
 MAX_SEED_WAIT_SECONDS = 3
 
@@ -33,15 +40,31 @@ BIC = "COBADEFFXXX"
 class Command(BaseCommand):
     help = "Create demo users, procedures and runs (every status), executed by the engine."
 
-    def handle(self, *args, **options):
+    def add_arguments(self, parser):
+        # Where `manage.py serve` will listen: the demo's webhook endpoint delivers there.
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument(
+            "--port", type=int, help="without it: PUBLIC_BASE_URL, else http://127.0.0.1:8000"
+        )
+
+    def handle(self, *args, host="127.0.0.1", port=None, verbosity=1, **options):
+        self.verbosity = verbosity
         ensure_roles()
         people = self._users()
+        served_at = public_url.local_base_url(host, port) if port else public_url.base_url()
         if Run.objects.exists():
             self.stdout.write("Demo data already present; nothing to do.")
+            self._live_parts(people, served_at)
             self._print_logins()
             return
         versions = self._procedures(people["admin"])
+        # Before the runs: a schedule fires from the first minute after its trigger exists, so
+        # one is usually due by the time `serve` starts.
+        demo.ensure_cron_trigger(versions["credit_check"].procedure)
         self._runs(versions, people)
+        # After them: the seed's own transitions deliver no webhooks (their messages would die
+        # with this process, the embedded broker's).
+        self._live_parts(people, served_at)
         counts = {s: Run.objects.filter(status=s).count() for s in RunStatus.values}
         self.stdout.write(
             self.style.SUCCESS(
@@ -56,13 +79,15 @@ class Command(BaseCommand):
         approvers = [
             Group.objects.get_or_create(name=name)[0] for name in ("Payment approvers", "Treasury")
         ]
+        # The demo's people work in both environments (live runs need the live group too).
         spec = {
-            "operator": ([OPERATORS], False, "Olivia", "Operator"),
-            "reviewer": ([REVIEWERS], False, "Rita", "Reviewer"),
-            "controller": ([REVIEWERS], False, "Carl", "Controller"),
-            "admin": ([OPERATORS, REVIEWERS], True, "Ada", "Admin"),
+            "operator": ([OPERATORS, LIVE_ENVIRONMENT], False, "Olivia", "Operator"),
+            "reviewer": ([REVIEWERS, LIVE_ENVIRONMENT], False, "Rita", "Reviewer"),
+            "controller": ([REVIEWERS, LIVE_ENVIRONMENT], False, "Carl", "Controller"),
+            "admin": ([OPERATORS, REVIEWERS, LIVE_ENVIRONMENT], True, "Ada", "Admin"),
         }
         people = {}
+        hashed = None  # one hash for them all: the password is public, a hash costs a second
         for username, (groups, is_admin, first, last) in spec.items():
             user, created = User.objects.get_or_create(
                 username=username,
@@ -73,19 +98,30 @@ class Command(BaseCommand):
                 },
             )
             if created:
-                user.set_password(DEMO_PASSWORD)
+                hashed = hashed or make_password(DEMO_PASSWORD)
+                user.password = hashed
                 user.is_staff = user.is_superuser = is_admin
                 user.save()
             user.groups.add(*Group.objects.filter(name__in=groups))
             if username in ("reviewer", "controller", "admin"):
                 user.groups.add(*approvers)
+            if username in ("controller", "admin"):
+                # Supplier wires nobody in Treasury decides in time escalate to them.
+                user.groups.add(Group.objects.get_or_create(name="Finance managers")[0])
             people[username] = User.objects.get(pk=user.pk)  # fresh permission cache
         return people
 
+    def _live_parts(self, people, served_at: str) -> None:
+        demo.ensure_webhook_endpoint(served_at)
+        demo.ensure_sandbox_connection()
+        demo.ensure_api_key(people["admin"])
+
     def _print_logins(self):
-        self.stdout.write(
-            f"Log in as operator, reviewer, controller or admin — password: {DEMO_PASSWORD}"
-        )
+        if self.verbosity < 1:
+            return  # `make run`: the server's banner lists them
+        users = User.objects.filter(username__in=demo.DEMO_LOGINS)
+        for line in demo.login_lines(users.values_list("username", flat=True)):
+            self.stdout.write(line)
 
     # --- procedures -------------------------------------------------------------------------
     def _procedures(self, admin) -> dict[str, ProcedureVersion]:
@@ -164,7 +200,8 @@ class Command(BaseCommand):
 
     def _invoice_runs(self, pay, pay_v1, people):
         """Payments: straight through, retried, declined, approved with an override, rejected,
-        waiting for a reviewer and cancelled."""
+        waiting for a reviewer (one of them started twice), waiting for a second approver and
+        cancelled."""
         operator = people["operator"]
         reviewer, controller = people["reviewer"], people["controller"]
         with transaction.atomic():
@@ -196,9 +233,20 @@ class Command(BaseCommand):
         self._start(pay, invoice(10009, "cust_tyrell", 990000, "gbp"))
         cancelled = self._start(pay, invoice(10010, "cust_oscorp", 610000), user=operator)
         cancel_run(run=cancelled, user=operator, reason="Customer paid by bank transfer instead")
+        # Above 50,000.00 two approvers must agree: Rita has approved, a second is awaited.
+        large = self._start(pay, invoice(10011, "cust_massive_dynamic", 7500000), user=operator)
+        approve(
+            request=self._review(large),
+            reviewer=reviewer,
+            comment="Matches the signed purchase order.",
+        )
+        # The billing system sent invoice 10008 a second time: the queue flags both runs.
+        self._start(pay, invoice(10008, "cust_umbrella", 2400000))
 
     def _credit_check_runs(self, credit, people):
-        """Credit checks: approved, declined, and a bureau that never answers."""
+        """Credit checks: approved, declined, and two the bureau's test system failed while it
+        was down: one already retried (its retry waits for a worker: pending), and one whose
+        Retry is left to the operator (it succeeds: the simulator answers again)."""
         operator = people["operator"]
         self._start(
             credit,
@@ -229,18 +277,25 @@ class Command(BaseCommand):
             },
             user=operator,
         )
-        timed_out = self._start(
-            credit,
-            {
-                "customer_id": "cust_timeout_soylent",
-                "email": "ap@soylent.example",
-                "requested_amount": 150000,
-            },
-            user=operator,
-        )
+        with demo.unreachable_credit_bureau():
+            unreachable = [
+                self._start(credit, inputs, user=operator)
+                for inputs in (
+                    {
+                        "customer_id": "cust_vandelay",
+                        "email": "ap@vandelay.example",
+                        "requested_amount": 250000,
+                    },
+                    {
+                        "customer_id": "cust_aperture",
+                        "email": "finance@aperture.example",
+                        "requested_amount": 200000,
+                    },
+                )
+            ]
         # A transient failure, retried into a new run that waits for a worker (pending).
-        if timed_out.status == RunStatus.FAILED:
-            retry_run(run=timed_out, user=operator)
+        if unreachable[0].status == RunStatus.FAILED:
+            retry_run(run=unreachable[0], user=operator)
         # Live environment without a configured bureau connection: fails permanently.
         self._start(
             credit,
@@ -256,7 +311,8 @@ class Command(BaseCommand):
         approve(request=self._review(paid_wire), reviewer=reviewer)
         self._drive(paid_wire)
         self._start(wire, supplier_wire("PO-2292", 560000, "Contoso Ltd"), user=operator)
-        retrying = self._start(wire, supplier_wire("PO-2293-TIMEOUT", 98000), user=operator)
+        # The bank's gateway fails it twice (attempt 1 here); `serve` goes on from there.
+        retrying = self._start(wire, supplier_wire("PO-2293-FLAKY", 98000), user=operator)
         approve(request=self._review(retrying), reviewer=controller)
         self._drive(retrying)
 
