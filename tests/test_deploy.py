@@ -37,6 +37,8 @@ DEPLOYMENT_VARIABLES = (
     "DRAMATIQ_NAMESPACE",
     "LOG_FORMAT",
     "PORT",
+    # The browser tests' conftest sets it for Playwright's event loop, in every test process.
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
 )
 DEPLOYMENT_PREFIXES = ("HTTPS", "HSTS_", "LEDGER_", "SENTRY_", "PROMETHEUS_", "RAPIDFOLIO_")
 # Each process loads Django (about 5 s of CPU); on a busy machine that takes a while.
