@@ -65,8 +65,10 @@ class RequestLogMiddleware:
             # returned (django.utils.log.log_response) unless it is marked as logged: this
             # line is its log.
             response._has_been_logged = True
-            log_context.add(**_who(request))
-            _log(request, response, reported, time.perf_counter() - started)
+            level = _level(request, response)
+            if logger.isEnabledFor(level):  # who asked, and the line, only when it is written
+                log_context.add(**_who(request))
+                _log(request, response, level, reported, time.perf_counter() - started)
         return response
 
     def process_view(self, request, view_func, view_args, view_kwargs):
@@ -96,14 +98,17 @@ def _who(request) -> dict[str, str | None]:
     return who
 
 
-def _log(request, response, reported: log_context.DjangoReport, seconds: float) -> None:
+def _level(request, response) -> int:
     status = response.status_code
     if status >= 500:
-        level = logging.ERROR
-    elif status < 400 and request.path in PROBE_PATHS:
-        level = logging.DEBUG
-    else:
-        level = logging.INFO
+        return logging.ERROR
+    if status < 400 and request.path in PROBE_PATHS:
+        return logging.DEBUG
+    return logging.INFO
+
+
+def _log(request, response, level: int, reported: log_context.DjangoReport, seconds: float):
+    status = response.status_code
     path = quote(request.path, safe=PATH_SAFE_CHARACTERS)
     duration_ms = round(seconds * 1000, 1)
     extra = {"method": request.method, "path": path, "status": status, "duration_ms": duration_ms}
