@@ -127,6 +127,27 @@ def make_version(definition: dict, name: str = "Pay invoice", user=None) -> Proc
     )
 
 
+# A one-review procedure: the reviewer sees the amount and payee and may override the amount.
+REVIEWED_DEFINITION = {
+    "input_schema": {
+        "type": "object",
+        "properties": {"amount": {"type": "integer"}, "payee": {"type": "string"}},
+        "required": ["amount", "payee"],
+    },
+    "start": "check",
+    "nodes": {
+        "check": {
+            "type": "human_review",
+            "title": "Check the payment",
+            "show": {"amount": "inputs.amount", "payee": "inputs.payee"},
+            "overridable": {"amount": {"type": "integer", "minimum": 1}},
+            "next": "done",
+        },
+        "done": {"type": "output", "value": {"paid": "steps.check.output.amount"}},
+    },
+}
+
+
 SIMPLE_DEFINITION = {
     "input_schema": {
         "type": "object",

@@ -22,28 +22,9 @@ from runs import engine, evidence, ledger
 from runs.api_keys import create_api_key
 from runs.models import Run
 from runs.services import start_run
-from tests.conftest import make_version
+from tests.conftest import REVIEWED_DEFINITION, make_version
 
 ROOT = Path(__file__).resolve().parent.parent
-
-REVIEWED = {
-    "input_schema": {
-        "type": "object",
-        "properties": {"amount": {"type": "integer"}, "payee": {"type": "string"}},
-        "required": ["amount", "payee"],
-    },
-    "start": "check",
-    "nodes": {
-        "check": {
-            "type": "human_review",
-            "title": "Check the payment",
-            "show": {"amount": "inputs.amount", "payee": "inputs.payee"},
-            "overridable": {"amount": {"type": "integer", "minimum": 1}},
-            "next": "done",
-        },
-        "done": {"type": "output", "value": {"paid": "steps.check.output.amount"}},
-    },
-}
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +40,7 @@ def seal():
 
 @pytest.fixture
 def sealed_run(db, reviewer):
-    version = make_version(REVIEWED, "Pay supplier")
+    version = make_version(REVIEWED_DEFINITION, "Pay supplier")
     run = start_run(
         version=version,
         environment="sandbox",

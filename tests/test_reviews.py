@@ -338,12 +338,10 @@ def test_operators_who_review_cannot_approve_their_own_quorum_run(db, third_revi
         approve(request=review, reviewer=starter)
 
 
-@needs_postgres
-@pytest.mark.django_db(transaction=True)
-def test_two_concurrent_approvals_produce_exactly_one_decision(operator, reviewer, second_reviewer):
-    version = make_version(REVIEW_DEFINITION, name="Reviewed payment")
-    request = paused(version, operator)
-    barrier = threading.Barrier(2)
+def approve_at_once(request, people) -> list[str]:
+    """Each person approves `request` in a thread of their own, all released together:
+    "approved" or "refused" (ReviewAlreadyDecided) for each."""
+    barrier = threading.Barrier(len(people))
     outcomes = []
 
     def decide(person):
@@ -356,11 +354,20 @@ def test_two_concurrent_approvals_produce_exactly_one_decision(operator, reviewe
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=decide, args=(p,)) for p in (reviewer, second_reviewer)]
+    threads = [threading.Thread(target=decide, args=(person,)) for person in people]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return outcomes
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_approvals_produce_exactly_one_decision(operator, reviewer, second_reviewer):
+    version = make_version(REVIEW_DEFINITION, name="Reviewed payment")
+    request = paused(version, operator)
+    outcomes = approve_at_once(request, (reviewer, second_reviewer))
     assert sorted(outcomes) == ["approved", "refused"]
     assert ReviewDecision.objects.filter(request=request).count() == 1
     assert Run.objects.get(pk=request.run_id).steps.filter(node_id="review").count() == 1
@@ -373,25 +380,7 @@ def test_concurrent_approvals_of_a_quorum_close_it_exactly_once(
 ):
     third = make_user("rosa", REVIEWERS)
     request = paused(make_version(quorum_definition(), name="Two-person payment"), operator)
-    barrier = threading.Barrier(3)
-    outcomes = []
-
-    def decide(person):
-        try:
-            barrier.wait()
-            approve(request=ReviewRequest.objects.get(pk=request.pk), reviewer=person)
-            outcomes.append("approved")
-        except ReviewAlreadyDecided:
-            outcomes.append("refused")
-        finally:
-            connection.close()
-
-    people = (reviewer, second_reviewer, third)
-    threads = [threading.Thread(target=decide, args=(p,)) for p in people]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = approve_at_once(request, (reviewer, second_reviewer, third))
     assert sorted(outcomes) == ["approved", "approved", "refused"]
     decisions = ReviewDecision.objects.filter(request=request)
     assert [d.sequence for d in decisions.order_by("sequence")] == [1, 2]

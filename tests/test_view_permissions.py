@@ -31,26 +31,8 @@ from runs.api_keys import create_api_key
 from runs.models import Run
 from runs.services import start_run
 from runs.views import change_token
-from tests.conftest import SIMPLE_DEFINITION, make_user, make_version
+from tests.conftest import REVIEWED_DEFINITION, SIMPLE_DEFINITION, make_user, make_version
 
-REVIEWED = {
-    "input_schema": {
-        "type": "object",
-        "properties": {"amount": {"type": "integer"}, "payee": {"type": "string"}},
-        "required": ["amount", "payee"],
-    },
-    "start": "check",
-    "nodes": {
-        "check": {
-            "type": "human_review",
-            "title": "Check the payment",
-            "show": {"amount": "inputs.amount", "payee": "inputs.payee"},
-            "overridable": {"amount": {"type": "integer", "minimum": 1}},
-            "next": "done",
-        },
-        "done": {"type": "output", "value": {"paid": "steps.check.output.amount"}},
-    },
-}
 START_FORM = {"amount": "700", "currency": "usd"}
 
 # --- the people and what the table says they may see and do ----------------------------------
@@ -127,7 +109,7 @@ def _run(version, environment: str, inputs: dict) -> Run:
 
 def build_world() -> World:
     simple = make_version(SIMPLE_DEFINITION, name="Classify payment")
-    reviewed = make_version(REVIEWED, name="Pay supplier")
+    reviewed = make_version(REVIEWED_DEFINITION, name="Pay supplier")
     runs = {}
     for environment in ("sandbox", "live"):
         runs[f"{environment}_done"] = _run(simple, environment, {"amount": 5, "currency": "usd"})
