@@ -105,9 +105,9 @@ class _Statements:
 
 def _post_runs(count: int, *, measure: bool, profiler: str, top: int) -> list[int]:
     from django.db import connection
-    from django.test import Client
 
     from bench import scenario
+    from rapidfolio.test_client import Client
     from runs.api_keys import create_api_key
     from runs.models import Run
 

@@ -88,12 +88,27 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): the code was entered
+    # The user's time zone for the pages (rapidfolio/time_zones.py); the API stays in UTC.
+    "rapidfolio.time_zones.UserTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # Last, as axes asks: it turns a locked-out sign-in into the locked-out page.
     "axes.middleware.AxesMiddleware",
+]
+
+# The HTTP API's own, lean stack (rapidfolio/handlers.py routes /v1/ to it): the same log
+# line, JSON errors, metrics and security headers, and none of the dashboard's session, CSRF,
+# sign-in, second-factor, messages, HTMX or lockout middlewares, which an API-key request never
+# uses. The API's docs page keeps the dashboard's stack.
+API_MIDDLEWARE = [
+    "rapidfolio.request_log.RequestLogMiddleware",
+    "rapidfolio.api_errors.ApiErrorsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "rapidfolio.metrics.RequestMetricsMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "rapidfolio.urls"
@@ -328,6 +343,9 @@ if HTTPS:
 # --- I18N / static --------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# The zone the pages show times in for a user who has not picked one on their account page
+# (an IANA name, e.g. "Europe/Paris"). The API always speaks UTC.
+RAPIDFOLIO_DEFAULT_TIME_ZONE = os.environ.get("RAPIDFOLIO_DEFAULT_TIME_ZONE", TIME_ZONE)
 USE_I18N = True
 USE_TZ = True
 # How amounts are written and typed (grouping, decimal sign, where the ISO code goes): a Babel

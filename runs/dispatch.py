@@ -50,6 +50,7 @@ def enqueue_execution(
     delay_ms: int | None = None,
     resume: bool = False,
     after_event: int | None = None,
+    writer=None,
 ) -> None:
     """Send the run to the worker once the current transaction commits.
 
@@ -57,7 +58,8 @@ def enqueue_execution(
     run's last event: `after_event` when the caller knows it, else read here). A delayed send
     (the engine waiting out a transient failure's backoff, in a transaction that writes
     nothing) is written there only if the broker refuses it: the run's lease covers a crash
-    before it, and writing it first would cost the engine a commit.
+    before it, and writing it first would cost the engine a commit. Given the run's `writer`
+    (a RunWriter not yet flushed), the outbox row is written with its record.
     """
     run_id = run if isinstance(run, int) else run.pk
     actor = (OutboxActor.RESUME_RUN if resume else OutboxActor.EXECUTE_RUN).value
@@ -73,7 +75,10 @@ def enqueue_execution(
         created_at=now,
         next_attempt_at=now + outbox.resend_after(),
     )
-    sql.insert_outbox_message(message)
+    if writer is not None:
+        writer.add_outbox_message(message)  # written with the run's record, at its flush
+    else:
+        sql.insert_outbox_message(message)
     transaction.on_commit(partial(_send_or_mark_due, message, run))
 
 
@@ -162,6 +167,8 @@ def run_payload(run: Run, status: str) -> dict:
             "kind": run.failure_kind,
             "step": {"sequence": step.sequence, "node_id": step.node_id} if step else None,
         }
+    if run.outcome and status in (RunStatus.COMPLETED, RunStatus.FAILED):
+        data["outcome"] = run.outcome  # a business answer (declined), not a technical failure
     return data
 
 

@@ -82,11 +82,11 @@ def start_run(
         )
         actor = actor_label(user=user, api_key=api_key, trigger=trigger)
         created = RunWriter.create(run, actor=actor)
+        # Its message goes into the outbox with its record, and to the broker after the commit.
+        dispatch.enqueue_execution(run, after_event=created.next_sequence - 1, writer=created)
         created.flush()
         if retry_of is not None:
             writer.append_event(retry_of, "run.retried", actor=actor, data={"retry": run.public_id})
-        # Its message goes into the outbox in this transaction, and to the broker after it.
-        dispatch.enqueue_execution(run, after_event=created.next_sequence - 1)
     return run
 
 
@@ -119,10 +119,16 @@ def retry_run(*, run: Run, user=None, api_key=None) -> Run:
                 f"Run {original.public_id} is {original.status}; only failed runs can be retried."
             )
         if original.failure_kind != FailureKind.TRANSIENT:
-            hint = (
-                " A rejected run cannot be retried; start a fresh run instead."
-                if original.failure_kind == FailureKind.REJECTED
-                else " Its failure is permanent: retrying would fail the same way."
+            hint = {
+                FailureKind.REJECTED: " A rejected run cannot be retried; start a fresh run "
+                "instead.",
+                # A decline is the procedure's answer: asking again gives the same answer.
+                FailureKind.BUSINESS: f" It ended with the business outcome "
+                f"'{original.outcome}', an answer rather than an error: start a fresh run "
+                "if the facts have changed.",
+            }.get(
+                original.failure_kind,
+                " Its failure is permanent: retrying would fail the same way.",
             )
             raise RetryNotAllowed(
                 f"Run {original.public_id} failed with kind {original.failure_kind}.{hint}"

@@ -28,6 +28,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from procedures.run_listing import listing_of
 from runs import dispatch, lifecycle, metrics, sql
 from runs.authenticity import header_tag, step_tag
 from runs.integrity import GENESIS_HASH, digest, event_hash, run_header, step_digest
@@ -46,6 +47,7 @@ class RunWriter:
         self._steps: list[Step] = []
         self._events: list[RunEvent] = []
         self._run_fields: set[str] = set()
+        self._outbox: list = []
 
     # --- opening ------------------------------------------------------------------------------
     @classmethod
@@ -57,6 +59,7 @@ class RunWriter:
         now = run.created_at
         # If no worker picks the run up by then, the reaper enqueues it again.
         run.lease_expires_at = now + timedelta(seconds=settings.RUN_LEASE_SECONDS)
+        set_listing(run)  # in the same INSERT: the start path has no statement to spare
         sql.insert([run], returning_pk=True)
         writer = cls(run)
         header = run_header(run)
@@ -156,19 +159,34 @@ class RunWriter:
         """Whether this transaction changes the run's row (a transition or a lease move)."""
         return bool(self._run_fields)
 
+    def add_outbox_message(self, message) -> None:
+        """The run's message to the worker (runs.dispatch), written with the record at `flush`:
+        the same transaction, and on PostgreSQL the same statement."""
+        self._outbox.append(message)
+
     def flush(self) -> None:
-        """Write what was recorded: the steps, the run's changed columns, then the events."""
-        sql.insert(self._steps, returning_pk=True)
+        """Write what was recorded: the steps, the run's changed columns, the events and the
+        outbox message, in one statement on PostgreSQL (runs.sql.write)."""
+        sql.write(
+            steps=self._steps,
+            run=self.run,
+            run_fields=tuple(sorted(self._run_fields)),
+            events=self._events,
+            rows=[self._outbox],
+        )
         if self._steps:
             metrics.steps_recorded(self._steps)  # once committed
-        if self._run_fields:
-            failed_step = self.run.failed_step if "failed_step" in self._run_fields else None
-            if failed_step is not None:
-                # Recorded in this transaction: its pk exists only now.
-                self.run.failed_step_id = failed_step.pk
-            sql.update(self.run, sorted(self._run_fields))
-        sql.insert(self._events, returning_pk=True)
-        self._steps, self._events, self._run_fields = [], [], set()
+        self._steps, self._events, self._run_fields, self._outbox = [], [], set(), []
+
+
+def set_listing(run: Run) -> None:
+    """Fill the run's listing columns (what the Runs list shows and searches) from its version's
+    definition and its inputs; runs.integrity recomputes them the same way."""
+    listing = listing_of(run.version.definition, run.inputs)
+    run.reference_values = listing.references
+    run.search_text = listing.search_text
+    run.amount_minor = listing.amount_minor
+    run.amount_currency = listing.amount_currency
 
 
 def transition(run: Run, to_status: str, *, actor: str, **details) -> Run:

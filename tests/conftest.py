@@ -78,6 +78,15 @@ def make_user(username: str, *groups: str, staff: bool = False) -> User:
 
 
 @pytest.fixture
+def client():
+    """pytest-django's client, routed as production routes requests: the API's paths through
+    the API's own middleware stack (rapidfolio/handlers.py)."""
+    from rapidfolio.test_client import Client
+
+    return Client()
+
+
+@pytest.fixture
 def operator(db):
     return make_user("olivia", OPERATORS)
 

@@ -21,12 +21,12 @@ from urllib.parse import quote, urlsplit
 import pytest
 from django.conf import settings
 from django.db import connection
-from django.test import Client
 from django.urls import path
 
 from procedures.models import RejectedDelivery, Trigger
 from rapidfolio import urls as project_urls
 from rapidfolio.api import api as rapidfolio_api
+from rapidfolio.test_client import Client
 from runs import api_keys
 from runs.api_keys import create_api_key, revoke
 from runs.models import Run, RunType

@@ -5,8 +5,8 @@ import threading
 
 import pytest
 from django.db import connection
-from django.test import Client
 
+from rapidfolio.test_client import Client
 from runs.api_keys import create_api_key
 from runs.models import IdempotencyRecord, Run
 from tests.conftest import SIMPLE_DEFINITION, make_version

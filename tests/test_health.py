@@ -10,11 +10,11 @@ import dramatiq
 import pytest
 from django.db import connection
 from django.db.migrations.recorder import MigrationRecorder
-from django.test import Client
 from django.utils import timezone
 from dramatiq.brokers.redis import RedisBroker
 
 from rapidfolio import scheduler
+from rapidfolio.test_client import Client
 from runs import ledger
 from runs.health import beat_scheduler
 from runs.models import SchedulerHeartbeat

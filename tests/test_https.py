@@ -17,8 +17,8 @@ import sys
 import pytest
 from django.conf import settings as project_settings
 from django.core.checks import run_checks
-from django.test import Client
 
+from rapidfolio.test_client import Client
 from tests.conftest import make_user
 
 NAMES = (

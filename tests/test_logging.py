@@ -18,12 +18,12 @@ import dramatiq
 import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.test import Client
 from django.urls import path
 
 from rapidfolio import log_context
 from rapidfolio.log_context import JsonFormatter, PlainFormatter
 from rapidfolio.roles import OPERATORS
+from rapidfolio.test_client import Client
 from runs import engine
 from runs.api_keys import create_api_key
 from runs.models import RunType, WebhookEndpoint

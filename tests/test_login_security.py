@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.core.management import call_command
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from django_otp.oath import TOTP, totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from rapidfolio.roles import LIVE_ENVIRONMENT, REVIEWERS
+from rapidfolio.test_client import Client
 from reviews.models import LiveApprovalPolicy, ReviewDecision, ReviewRequest
 from runs.api_keys import create_api_key
 from tests.conftest import make_user, make_version

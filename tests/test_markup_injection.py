@@ -23,12 +23,12 @@ from urllib.parse import quote
 
 import pytest
 from django.apps import apps
-from django.test import Client
 from django.urls import reverse
 from django.utils.html import escape
 
 from procedures.models import Connection, RejectedDelivery, Trigger
 from rapidfolio.roles import OPERATORS, REVIEWERS
+from rapidfolio.test_client import Client
 from reviews.models import ReviewRequest
 from runs import engine, webhooks
 from runs.api_keys import create_api_key

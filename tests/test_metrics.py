@@ -13,10 +13,10 @@ from pathlib import Path
 import dramatiq
 import pytest
 from django.db import transaction
-from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from rapidfolio.test_client import Client
 from runs import engine, webhooks, writer
 from runs.health import beat_scheduler
 from runs.models import RunStatus

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from procedures.models import Connection
@@ -151,6 +152,80 @@ def test_update_writes_the_named_fields_as_save_update_fields_does(version, oper
     assert values(reloaded(by_sql), without=("id", "public_id")) == values(
         reloaded(by_orm), without=("id", "public_id")
     )
+
+
+# --- one flush: sql.write ----------------------------------------------------------------------
+def test_write_stores_steps_the_run_s_columns_and_events_as_save_does(version, operator):
+    """One statement on PostgreSQL, one per table elsewhere: the same rows either way, the
+    pks set, and the run pointed at a failed step inserted in the same flush."""
+    orm_run, sql_run = a_run(version, operator), a_run(version, operator)
+    orm_run.save()
+    sql_run.save()
+    orm_steps, sql_steps = (
+        [a_step(orm_run, 1), a_step(orm_run, 2)],
+        [
+            a_step(sql_run, 1),
+            a_step(sql_run, 2),
+        ],
+    )
+    orm_events, sql_events = (
+        [an_event(orm_run, n) for n in (1, 2, 3)],
+        [an_event(sql_run, n) for n in (1, 2, 3)],
+    )
+    for step in orm_steps:
+        step.save()
+    for event in orm_events:
+        event.save()
+    later = MOMENT + timedelta(seconds=3)
+    for run, steps in ((orm_run, orm_steps), (sql_run, sql_steps)):
+        run.status, run.finished_at, run.failure_kind = "failed", later, "permanent"
+        run.failed_step = steps[1]
+    names = ("failed_step", "failure_kind", "finished_at", "status")
+    orm_run.save(update_fields=names)
+    sql.write(steps=sql_steps, run=sql_run, run_fields=names, events=sql_events, rows=[[]])
+    assert all(step.pk and not step._state.adding for step in sql_steps + sql_events)
+    assert reloaded(sql_run).failed_step_id == sql_steps[1].pk
+    differs = ("id", "run_id", "idempotency_key")
+    for orm_rows, sql_rows in ((orm_steps, sql_steps), (orm_events, sql_events)):
+        for orm, row in zip(orm_rows, sql_rows, strict=True):
+            assert values(reloaded(row), without=differs) == values(reloaded(orm), without=differs)
+    assert values(reloaded(sql_run), without=("id", "public_id", "failed_step_id")) == values(
+        reloaded(orm_run), without=("id", "public_id", "failed_step_id")
+    )
+
+
+def test_write_keeps_a_failed_step_recorded_earlier_and_writes_events_alone(version, operator):
+    run = a_run(version, operator)
+    run.save()
+    earlier = a_step(run, 1)
+    earlier.save()
+    run.status, run.failure_kind, run.finished_at = "failed", "permanent", MOMENT
+    run.failed_step = earlier
+    names = ("failed_step", "failure_kind", "finished_at", "status")
+    only_events = [an_event(run, 1)]
+    sql.write(steps=[], run=run, run_fields=names, events=only_events, rows=[])
+    assert reloaded(run).failed_step_id == earlier.pk and reloaded(run).status == "failed"
+    more = [an_event(run, 2), an_event(run, 3)]
+    sql.write(steps=[], run=run, run_fields=(), events=more, rows=[])
+    assert [e.sequence for e in RunEvent.objects.filter(run=run).order_by("pk")] == [1, 2, 3]
+    assert [e.pk for e in only_events + more] == sorted(e.pk for e in only_events + more)
+
+
+def test_write_is_one_statement_on_postgresql(version, operator):
+    run = a_run(version, operator)
+    run.save()
+    run.status = "running"
+    with CaptureQueriesContext(connection) as captured:
+        sql.write(
+            steps=[a_step(run, 1)],
+            run=run,
+            run_fields=("status",),
+            events=[an_event(run, 1), an_event(run, 2)],
+            rows=[],
+        )
+    assert len(captured) == (1 if connection.vendor == "postgresql" else 3)
+    assert Step.objects.filter(run=run).count() == 1
+    assert RunEvent.objects.filter(run=run).count() == 2
 
 
 # --- reading rows -----------------------------------------------------------------------------

@@ -10,10 +10,10 @@ import pytest
 import stripe
 from django.db import connection
 from django.db.models import F, Sum
-from django.test import Client
 from django.urls import reverse
 
 from procedures.models import RejectedDelivery
+from rapidfolio.test_client import Client
 from runs.models import Run
 from runs.triggers.rejections import EXCERPT_CHARS, RATE_WINDOW_SECONDS, THROTTLED_REASON
 from tests.conftest import make_version

@@ -9,9 +9,9 @@ import time
 import pytest
 import stripe
 from django.db import connection
-from django.test import Client
 
 from procedures.models import RejectedDelivery, Trigger, TriggerEvent
+from rapidfolio.test_client import Client
 from runs.models import Run, RunStatus, RunType
 from runs.triggers.services import STRIPE_CLOCK_SKEW_SECONDS, accept_event
 from tests.conftest import make_version

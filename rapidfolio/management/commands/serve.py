@@ -4,9 +4,9 @@ import sys
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand
 from django.core.servers.basehttp import WSGIServer, run
-from django.core.wsgi import get_wsgi_application
 
 from rapidfolio import broker, public_url, scheduler
+from rapidfolio.handlers import get_application
 from rapidfolio.management import demo
 from rapidfolio.startup import freeze_loaded_objects
 from runs import outbox
@@ -23,7 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
 
     def handle(self, *args, host, port, **options):
-        application = get_wsgi_application()
+        application = get_application()  # the dashboard's and the API's stacks
         freeze_loaded_objects()
         WSGIServer.request_queue_size = 64
         with contextlib.suppress(KeyboardInterrupt):
