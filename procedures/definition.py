@@ -18,6 +18,7 @@ from procedures.definition_checks import (
     is_int,
     is_number,
     literal_value,
+    outcome_problem,
     schema_error,
     steps_read,
 )
@@ -26,6 +27,7 @@ from procedures.definition_review import REVIEW_OPTIONAL_KEYS, check_review_node
 from procedures.expressions import expressions_in, parse_error
 from procedures.money_schema import money_schema_problems
 from procedures.node_types import NodeType
+from procedures.run_listing import REFERENCE_FIELDS, reference_fields_problems
 from procedures.tools import all_tools
 
 # Per node type: (the keys it must have, the keys it may have).
@@ -33,12 +35,12 @@ NODE_KEYS = {
     NodeType.TOOL: ({"tool", "next"}, {"input", "retry"}),
     NodeType.CONDITION: ({"expression", "then", "else"}, set()),
     NodeType.HUMAN_REVIEW: ({"title", "show", "next"}, REVIEW_OPTIONAL_KEYS),
-    NodeType.OUTPUT: ({"value"}, set()),
-    NodeType.FAIL: ({"reason"}, set()),
+    NodeType.OUTPUT: ({"value"}, {"outcome"}),
+    NodeType.FAIL: ({"reason"}, {"outcome"}),
 }
 # Keys every node may carry for people reading the definition.
 COMMON_NODE_KEYS = {"type", "description"}
-TOP_LEVEL_KEYS = {"input_schema", "start", "nodes", "description"}
+TOP_LEVEL_KEYS = {"input_schema", "start", "nodes", "description", REFERENCE_FIELDS}
 TERMINAL_TYPES = {NodeType.OUTPUT, NodeType.FAIL}
 RETRY_KEYS = {"max_attempts", "backoff_seconds", "max_backoff_seconds"}
 MAX_ATTEMPTS = 10
@@ -98,6 +100,8 @@ class _Validator:
         for key in sorted(set(definition) - TOP_LEVEL_KEYS, key=str):
             self.add(None, f"unknown top-level key '{key}'; expected input_schema, start, nodes")
         self.check_input_schema(definition.get("input_schema"), "input_schema" in definition)
+        for problem in reference_fields_problems(definition):
+            self.add(None, problem)
 
         nodes = definition.get("nodes")
         if "nodes" not in definition:
@@ -285,10 +289,19 @@ class _Validator:
     def check_output(self, node_id: str, node: dict, tools: dict) -> None:
         if "value" in node:
             self.check_expressions(node_id, "value", node["value"])
+        self.check_outcome(node_id, node)
 
     def check_fail(self, node_id: str, node: dict, tools: dict) -> None:
         if "reason" in node and not (isinstance(node["reason"], str) and node["reason"].strip()):
             self.add(node_id, "the fail 'reason' must be non-empty text")
+        self.check_outcome(node_id, node)
+
+    def check_outcome(self, node_id: str, node: dict) -> None:
+        # A business answer (a declined credit line) that the run records as such, not as a
+        # technical failure: runs.engine.nodes.fail and .output.
+        problem = outcome_problem(node["outcome"]) if "outcome" in node else None
+        if problem:
+            self.add(node_id, problem)
 
     def check_expressions(self, node_id: str, where: str, mapping: Any) -> None:
         for expression in expressions_in(mapping):

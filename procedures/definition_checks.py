@@ -106,3 +106,33 @@ def override_spec(spec: Any) -> dict:
             "max_change_percent": spec.get("max_change_percent"),
         }
     return {"schema": spec, "direction": "any", "max_change_percent": None}
+
+
+# A business outcome (`outcome: declined` on a fail or output node): a short slug that the run
+# records and the pages show as words ("not_eligible" reads "Not eligible"). It fits the run's
+# outcome column, and it may not be a word the run's status or failure kind already uses, so a
+# "Declined" badge never reads like a technical failure and a "failed" outcome cannot pass as one.
+OUTCOME = re.compile(r"^[a-z][a-z0-9_]*$")
+OUTCOME_MAX_CHARS = 50
+RESERVED_OUTCOMES = frozenset(
+    {"pending", "running", "awaiting_review", "completed", "failed", "cancelled"}
+    | {"transient", "permanent", "business"}
+)
+
+
+def outcome_problem(value: Any) -> str | None:
+    """Why `value` cannot be a node's business outcome, or None when it can."""
+    example = "such as declined, rejected or not_eligible"
+    if not isinstance(value, str) or not OUTCOME.match(value):
+        return (
+            f"'outcome' must be a short lower-case word {example} (letters, digits and "
+            f"underscores, starting with a letter), not {value!r}"
+        )
+    if len(value) > OUTCOME_MAX_CHARS:
+        return f"'outcome' must be at most {OUTCOME_MAX_CHARS} characters"
+    if value in RESERVED_OUTCOMES:
+        return (
+            f"'outcome' {value!r} is a run status or failure kind already; name the business "
+            f"answer instead, {example}"
+        )
+    return None

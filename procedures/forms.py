@@ -25,6 +25,7 @@ from procedures.models import Environment
 from procedures.money import currency_code, format_money, is_int
 from procedures.money_forms import known_currency, money_field
 from procedures.money_schema import money_fields
+from rapidfolio.forms import FocusFirstError
 
 DEFAULT_ENVIRONMENT = Environment.SANDBOX
 # A live run starts only from a confirmation page that names what it will do; the page carries
@@ -126,7 +127,7 @@ def schema_field(schema: dict, *, required: bool, label: str = "", initial=None)
     return SchemaJSONField(**options)
 
 
-class RunForm(forms.Form):
+class RunForm(FocusFirstError, forms.Form):
     """Inputs for one run plus its environment. Built by `run_form`, never directly."""
 
     input_names: list[str]

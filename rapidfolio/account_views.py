@@ -5,6 +5,8 @@ The password step is Django's LoginView behind axes (rapidfolio/login_lockout.py
 with a confirmed authenticator it does not log in: it remembers, in the still-anonymous session
 and for LOGIN_CODE_TIMEOUT_SECONDS, who gave the right password, and asks for the code. Only a
 right code logs the session in, verified. A wrong code counts as a failed sign-in.
+
+The Time zone page sets the zone every page shows times in (rapidfolio/time_zones.py).
 """
 
 import time
@@ -20,17 +22,20 @@ from django.contrib.auth.views import LoginView
 from django.shortcuts import redirect, render, resolve_url
 from django.utils.crypto import constant_time_compare
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.timezone import now
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from rapidfolio import login_lockout, two_factor
+from rapidfolio.forms import FocusFirstError
+from rapidfolio.time_zones import default_time_zone, set_time_zone, time_zone_choices, time_zone_of
 from rapidfolio.views import forbidden
 
 PENDING_SIGN_IN = "rapidfolio_pending_sign_in"
 
 
-class CodeForm(forms.Form):
+class CodeForm(FocusFirstError, forms.Form):
     code = forms.CharField(
         label="Code from your authenticator app",
         max_length=12,
@@ -224,3 +229,40 @@ def security_remove(request):
             )
             return redirect("account_security")
     return _security_page(request, form=form, status=422)
+
+
+# --- the Time zone page ---------------------------------------------------------------------
+class TimeZoneForm(forms.Form):
+    time_zone = forms.ChoiceField(
+        label="Time zone",
+        help_text="Times on every page are shown in this zone; the API always uses UTC.",
+        error_messages={
+            "invalid_choice": "“%(value)s” is not a time zone we know: pick one from the list, "
+            "such as Europe/Paris.",
+        },
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["time_zone"].choices = [(name, name) for name in time_zone_choices()]
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def time_zone(request):
+    if request.method == "POST":
+        form = TimeZoneForm(request.POST)
+    else:
+        form = TimeZoneForm(initial={"time_zone": time_zone_of(request.user)})
+    if form.is_valid():
+        chosen = form.cleaned_data["time_zone"]
+        set_time_zone(user=request.user, time_zone=chosen)
+        messages.success(request, f"Times are now shown in {chosen}.")
+        return redirect("account_time_zone")
+    context = {
+        "nav": "time_zone",
+        "form": form,
+        "default": default_time_zone(),
+        "now_moment": now(),
+    }
+    return render(request, "account/time_zone.html", context, status=422 if form.is_bound else 200)

@@ -36,6 +36,7 @@ urlpatterns = [
     path("login/code/", account_views.sign_in_code, name="login_code"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/security/", include(security_urls)),
+    path("account/time-zone/", account_views.time_zone, name="account_time_zone"),
     path("runs/", include("runs.urls")),
     path("reviews/", include("reviews.urls")),
     path("procedures/", include("runs.procedure_urls")),

@@ -4,9 +4,9 @@ HTMX asks for part of a page (`request.htmx`); the same URL answers a plain GET,
 restore or a bookmark with the whole page, so every swap is also a deep link.
 """
 
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
-from django_htmx.http import reswap, retarget
+from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 
 
 def is_swap(request) -> bool:
@@ -15,12 +15,26 @@ def is_swap(request) -> bool:
 
 
 def render_page(request, template: str, context: dict, *, partial: str | None, status=200):
-    """Render `template`, or only its `partial` when HTMX asks for a swap."""
-    name = f"{template}#{partial}" if partial and is_swap(request) else template
-    response = render(request, name, context, status=status)
+    """Render `template`, or only its `partial` when HTMX asks for a swap.
+
+    A partial knows it is one (`partial_swap`), so it can carry the page's <title>: htmx sets
+    document.title from a <title> in any response, so the tab's title follows what is shown.
+    """
+    swap = bool(partial) and is_swap(request)
+    name = f"{template}#{partial}" if swap else template
+    response = render(request, name, {**context, "partial_swap": swap}, status=status)
     # The fragment and the whole page share a URL: caches must keep them apart.
     patch_vary_headers(response, ["HX-Request"])
     return response
+
+
+def navigate(request, url: str):
+    """After an action that made a new page (a new run): go there as a whole page.
+
+    For HTMX, HX-Redirect: the browser loads `url` itself, with the site's header, the page's
+    title and the messages queued for it, shown there once. Without JavaScript, a 302.
+    """
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
 def forbidden(request, reason: str):

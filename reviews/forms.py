@@ -9,6 +9,7 @@ from django.utils.dateparse import parse_datetime
 
 from procedures.forms import schema_field
 from procedures.money_forms import MoneyField
+from rapidfolio.forms import FocusFirstError
 from reviews.amounts import money_of, show_value
 from reviews.shown import shown_view, view_digest
 from reviews.state import ReviewState
@@ -18,7 +19,7 @@ OVERRIDE_PREFIX = "override_"
 MONEY_BOUNDS = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "multipleOf")
 
 
-class _BoundToPage(forms.Form):
+class _BoundToPage(FocusFirstError, forms.Form):
     seen = forms.CharField(widget=forms.HiddenInput, max_length=64)
     # ISO 8601 with microseconds (a DateTimeField's widget would round it to the second).
     seen_at = forms.CharField(widget=forms.HiddenInput, max_length=40)

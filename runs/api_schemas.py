@@ -7,7 +7,7 @@ from ninja import Schema
 from pydantic import Field
 
 from procedures.models import Environment
-from runs.models import RunStatus, RunType
+from runs.models import FailureKind, RunStatus, RunType
 from runs.selectors import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 # The models' choices as plain string enums: the OpenAPI document lists their values inline.
@@ -52,6 +52,18 @@ class ProcedureRef(Schema):
     name: str
 
 
+OUTCOME_DESCRIPTION = (
+    "The business outcome the run ended with, as its procedure names it (e.g. `declined`), or "
+    "null. A failed run with one has failure kind `business`: the procedure's answer, not a "
+    "technical failure, and it cannot be retried."
+)
+
+
+class ListedAmount(Schema):
+    minor_units: int = Field(description="In the currency's minor unit (docs/money.md).")
+    currency: str = Field(description="ISO 4217 code, upper case.")
+
+
 class RunSummary(Schema):
     id: str
     url: str
@@ -61,6 +73,11 @@ class RunSummary(Schema):
     type: RunTypeName
     status: RunStatusName
     failure_kind: str | None
+    outcome: str | None = Field(description=OUTCOME_DESCRIPTION)
+    references: dict[str, str] = Field(
+        description="The values of the inputs the procedure declares as `reference_fields`."
+    )
+    amount: ListedAmount | None = Field(description="The input marked as money, if any.")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -87,6 +104,12 @@ class RunFilters(Schema):
     type: RunTypeName | None = None
     created_from: str | None = Field(None, pattern=DATE_PATTERN, description="YYYY-MM-DD")
     created_to: str | None = Field(None, pattern=DATE_PATTERN, description="YYYY-MM-DD")
+    q: str | None = Field(
+        None,
+        max_length=500,
+        description="Search: a run id or its start, or part of a reference value (3-100 "
+        "characters).",
+    )
     cursor: str | None = Field(None, max_length=500)
     limit: int = Field(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
 
@@ -164,7 +187,10 @@ class FailedStep(Schema):
 
 class Failure(Schema):
     reason: str
-    kind: str
+    kind: Literal[tuple(FailureKind.values)] = Field(
+        description="transient (may succeed if retried), permanent, rejected (by a reviewer) or "
+        "business (the procedure's answer, named by the run's `outcome`)."
+    )
     step: FailedStep | None
 
 
@@ -193,6 +219,7 @@ class RunDetail(Schema):
     started_at: datetime | None
     finished_at: datetime | None
     output: Any
+    outcome: str | None = Field(description=OUTCOME_DESCRIPTION)
     failure: Failure | None
     steps: list[StepOut]
     reviews: list[ReviewOut]

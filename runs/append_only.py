@@ -3,7 +3,8 @@
 Refused, whatever client issues the SQL:
 - any UPDATE of a run in a terminal status (completed, failed, cancelled);
 - any UPDATE that changes a run's inputs, procedure, version or environment, in any status: the
-  engine executes what the row says, so what it says must be what was started;
+  engine executes what the row says, so what it says must be what was started; nor its listing
+  (the references, search text and amount the Runs list shows, derived from the inputs);
 - any UPDATE of a finished step (status other than running);
 - any UPDATE of run events, review requests, review decisions, procedure versions and the
   ledger's leaves, nodes and checkpoints;
@@ -29,6 +30,9 @@ from dataclasses import dataclass
 
 TERMINAL = "('completed', 'failed', 'cancelled')"
 PURGE_SETTING = "rapidfolio.allow_purge"
+# A run's listing (procedures.run_listing: what the Runs list shows and searches), derived from
+# its inputs when it starts and fixed with them: the amount a list shows is the one started.
+LISTING_COLUMNS = ("reference_values", "search_text", "amount_minor", "amount_currency")
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ RULES = [
     (
         "runs_run",
         "UPDATE",
-        changed("inputs", "procedure_id", "version_id", "environment"),
+        changed("inputs", "procedure_id", "version_id", "environment", *LISTING_COLUMNS),
         "a run's inputs, procedure, version and environment are fixed when it starts",
     ),
     ("runs_run", "DELETE", None, "runs are never deleted"),
@@ -97,8 +101,12 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _condition_sql(condition, vendor: str) -> str | None:
-    return condition.sql(vendor) if isinstance(condition, Changed) else condition
+def _condition_sql(condition, vendor: str, columns: set[str]) -> str | None:
+    if not isinstance(condition, Changed):
+        return condition
+    # Only the columns the table has so far: an earlier migration installs the rule before a
+    # later one adds a fixed column (the listing's, 0008), and `migrate` re-installs it after.
+    return Changed(tuple(c for c in condition.columns if c in columns)).sql(vendor)
 
 
 _POSTGRES_FUNCTIONS = [
@@ -129,13 +137,15 @@ _POSTGRES_FUNCTIONS = [
 ]
 
 
-def _postgres_statements(tables: set[str]) -> list[str]:
+def _postgres_statements(tables: dict[str, set[str]]) -> list[str]:
     statements = list(_POSTGRES_FUNCTIONS)
     for table, operation, condition, message in RULES:
         if table not in tables:
             continue
         name = _trigger_name(table, operation, condition)
-        when = f"WHEN ({_condition_sql(condition, 'postgresql')})" if condition else ""
+        when = (
+            f"WHEN ({_condition_sql(condition, 'postgresql', tables[table])})" if condition else ""
+        )
         statements.append(f"DROP TRIGGER IF EXISTS {name} ON {table};")
         statements.append(
             f"CREATE TRIGGER {name} BEFORE {operation} ON {table} FOR EACH ROW {when} "
@@ -153,13 +163,15 @@ def _postgres_statements(tables: set[str]) -> list[str]:
     return statements
 
 
-def _sqlite_statements(tables: set[str]) -> list[str]:
+def _sqlite_statements(tables: dict[str, set[str]]) -> list[str]:
     statements = []
     for table, operation, condition, message in RULES:
         if table not in tables:
             continue
         name = _trigger_name(table, operation, condition)
-        conditions = [f"({_condition_sql(condition, 'sqlite')})"] if condition else []
+        conditions = (
+            [f"({_condition_sql(condition, 'sqlite', tables[table])})"] if condition else []
+        )
         if operation == "DELETE":
             conditions.append("rapidfolio_purge_allowed() = 0")
         when = f"WHEN {' AND '.join(conditions)}" if conditions else ""
@@ -180,7 +192,15 @@ def install_triggers(connection) -> None:
     else:
         raise RuntimeError(f"append-only triggers are not written for {connection.vendor}")
     with connection.cursor() as cursor:
-        tables = set(connection.introspection.table_names(cursor))
+        protected = {table for table, *_ in RULES}
+        tables = {
+            table: {
+                column.name
+                for column in connection.introspection.get_table_description(cursor, table)
+            }
+            for table in connection.introspection.table_names(cursor)
+            if table in protected
+        }
         for statement in write(tables):
             cursor.execute(statement)
 

@@ -7,16 +7,18 @@ checks offline: the record, each event as its leaf with an inclusion proof, and 
 checkpoint (docs/evidence.md).
 """
 
+from collections import namedtuple
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from django.conf import settings
 
 from rapidfolio import keys
 from rapidfolio_verify import merkle, note
 from runs import ledger, selectors
-from runs.integrity import digest, run_header, step_fact
-from runs.models import LedgerLeaf, LedgerQueue, Run
+from runs.integrity import Verification, digest, run_header, step_fact, verify_run
+from runs.models import LedgerLeaf, LedgerQueue, Run, RunEvent
 
 BUNDLE_FORMAT = "rapidfolio-evidence/1"
 
@@ -60,13 +62,22 @@ class _Leaves:
     queued: set[int]
 
 
-def _leaves_of(run: Run) -> _Leaves:
-    events = list(selectors.run_events(run).values(*ledger.EVENT_FIELDS))
-    ids = [event["id"] for event in events]
-    leaves = LedgerLeaf.objects.filter(event_id__in=ids).values_list(
-        "event_id", "index", "leaf_hash"
+def ledger_event_rows(run: Run) -> list[dict]:
+    """The run's events in order, as dicts with ledger.EVENT_FIELDS (what a leaf is made of)."""
+    return list(selectors.run_events(run).values(*ledger.EVENT_FIELDS))
+
+
+def _leaves_of(run: Run, events: list[dict] | None = None) -> _Leaves:
+    if events is None:
+        events = ledger_event_rows(run)
+    # The run's events as a subquery, not as a list of their ids: binding a thousand ids (and
+    # psycopg parsing the statement with a thousand placeholders) cost more than reading the
+    # rows did, twice per integrity check of a long run (make bench).
+    of_run = RunEvent.objects.filter(run_id=run.pk).values("pk")
+    leaves = list(
+        LedgerLeaf.objects.filter(event_id__in=of_run).values_list("event_id", "index", "leaf_hash")
     )
-    queued = set(LedgerQueue.objects.filter(event_id__in=ids).values_list("event_id", flat=True))
+    queued = set(LedgerQueue.objects.filter(event_id__in=of_run).values_list("event_id", flat=True))
     return _Leaves(
         events,
         {event_id: index for event_id, index, _ in leaves},
@@ -75,22 +86,26 @@ def _leaves_of(run: Run) -> _Leaves:
     )
 
 
-def ledger_status(run: Run, published: ledger.Published | None = None) -> LedgerStatus:
+def ledger_status(
+    run: Run, published: ledger.Published | None = None, *, events: list[dict] | None = None
+) -> LedgerStatus:
     """Check every event of the run against the latest checkpoint published outside the
-    database (or the one given)."""
+    database (or the one given). `events`: the run's ledger_event_rows, when already read."""
     published = published or ledger.latest_published()
-    found = _leaves_of(run)
+    found = _leaves_of(run, events)
     status = LedgerStatus()
     store = ledger.NodeStore()
     to_prove = []
     for event in found.events:
         fact = f"event #{event['sequence']} ({event['type']})"
         index = found.leaf_index.get(event["id"])
-        leaf_hash = merkle.leaf_hash(ledger.event_leaf(event))
         if index is None:
+            # No leaf to compare with: hashing the event would tell nothing more.
             problem = "not yet sealed" if event["id"] in found.queued else "missing"
             status.problems.append(LedgerProblem(fact, problem))
-        elif found.stored_hash[event["id"]] != leaf_hash.hex():
+            continue
+        leaf_hash = merkle.leaf_hash(ledger.event_leaf(event))
+        if found.stored_hash[event["id"]] != leaf_hash.hex():
             status.problems.append(LedgerProblem(fact, "changed"))
         elif published is None or index >= published.size:
             status.problems.append(LedgerProblem(fact, "not yet sealed"))
@@ -101,6 +116,18 @@ def ledger_status(run: Run, published: ledger.Published | None = None) -> Ledger
     if published is not None and not status.problems:
         status.sealed_in = published.size
     return status
+
+
+_EventRow = namedtuple("_EventRow", selectors.EVENT_ROW_FIELDS)
+_event_row_values = itemgetter(*selectors.EVENT_ROW_FIELDS)
+
+
+def verify_and_check(run: Run) -> tuple[Verification, LedgerStatus]:
+    """verify_run and ledger_status of the run (the page's integrity badge), from one read of
+    its events: a long run's thousand events, their JSON parsed, were read once for each."""
+    events = ledger_event_rows(run)
+    rows = [_EventRow._make(_event_row_values(event)) for event in events]
+    return verify_run(run, events=rows), ledger_status(run, events=events)
 
 
 def _check_inclusion(store, published, to_prove, status: LedgerStatus) -> None:

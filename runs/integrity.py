@@ -14,6 +14,9 @@ when the attacker recomputed its digests and the chain.
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.db.migrations.recorder import MigrationRecorder
+
+from procedures.run_listing import NO_LISTING, Listing, listing_of
 from rapidfolio_verify import facts
 from rapidfolio_verify.canonical import canonical_json, digest
 from rapidfolio_verify.facts import GENESIS_HASH, STEP_FIELDS
@@ -27,6 +30,7 @@ __all__ = ["GENESIS_HASH", "canonical_json", "digest"]
 # A fact whose tag (runs.authenticity) is missing or wrong: written without this installation's
 # key, so by something other than its write path, even when its digests and hashes add up.
 NOT_OURS = "was not recorded by this installation: its authentication tag does not verify"
+LISTING_MIGRATION = "0008_run_search"
 
 
 def iso(moment) -> str | None:
@@ -88,6 +92,36 @@ def header_of(run, procedure_public_id: str | None, version_number, retry_of: st
     }
 
 
+def listing_columns(run) -> Listing:
+    """The listing as the run's row holds it (procedures.run_listing computes what it must be)."""
+    return Listing(
+        references=run.reference_values,
+        search_text=run.search_text,
+        amount_minor=run.amount_minor,
+        amount_currency=run.amount_currency,
+    )
+
+
+_listing_since: list = []
+
+
+def _from_before_listings(run, stored: Listing) -> bool:
+    """An empty listing is a run's from before listings existed (migration 0008 leaves a large
+    table's older runs without one): it hides nothing a list would show wrongly. Only then."""
+    if stored != NO_LISTING:
+        return False
+    if not _listing_since:
+        applied = (
+            MigrationRecorder.Migration.objects.filter(app="runs", name=LISTING_MIGRATION)
+            .values_list("applied", flat=True)
+            .first()
+        )
+        if applied is None:
+            return True  # not migrated this far: nothing has a listing yet
+        _listing_since.append(applied)
+    return run.created_at < _listing_since[0]
+
+
 @dataclass(frozen=True)
 class PinnedRows:
     """Rows of another app that a run's events pin by digest (the reviews app's requests and
@@ -130,19 +164,23 @@ class Broken(Exception):
         self.problem, self.checked = problem, checked
 
 
-def verify_run(run) -> Verification:
-    """Recompute the chain and every digest it carries; name the first broken link."""
+def verify_run(run, *, events: list | None = None) -> Verification:
+    """Recompute the chain and every digest it carries; name the first broken link.
+
+    `events`: the run's events in order, as rows with selectors.EVENT_ROW_FIELDS for
+    attributes, when the caller has read them already (runs.evidence.verify_and_check).
+    """
     try:
-        checked = _ChainCheck(run).verify()
+        checked = _ChainCheck(run, events).verify()
     except Broken as broken:
         return Verification(run.public_id, False, broken.problem, broken.checked)
     return Verification(run.public_id, True, "", checked)
 
 
 class _ChainCheck:
-    def __init__(self, run):
+    def __init__(self, run, events: list | None = None):
         self.run = run
-        self.events = event_rows(run)
+        self.events = event_rows(run) if events is None else events
         self.steps = {step.sequence: step for step in step_rows(run)}
         self.pinned = {p.event_type: (p, p.rows_of(run)) for p in PINNED_ROWS}
         self.seen: dict[str, set] = {event_type: set() for event_type in self.pinned}
@@ -220,6 +258,15 @@ class _ChainCheck:
             raise Broken(f"the run's inputs or header differ from what {label} recorded", position)
         if not header_tag_matches(data.get("tag"), self.run.public_id, digest(header)):
             raise Broken(f"the run's header ({label}) {NOT_OURS}", position)
+        # The inputs are pinned by the header; what the Runs list shows of them must be them.
+        stored = listing_columns(self.run)
+        expected = listing_of(self.run.version.definition, self.run.inputs)
+        if stored != expected and not _from_before_listings(self.run, stored):
+            raise Broken(
+                "the run's listing (the references, search text and amount the Runs list "
+                "shows) differs from its inputs",
+                position,
+            )
 
     def _check_nothing_unrecorded(self, checked: int) -> None:
         for sequence, step in sorted(self.steps.items()):
@@ -244,6 +291,13 @@ class _ChainCheck:
         if completion is not None and completion.get("output_sha256") != digest(run.output):
             raise Broken(
                 "the run's output differs from what its completion event recorded", checked
+            )
+        # A business outcome is named by the event that ended the run, and nowhere else.
+        ending = (completion if last_status == "completed" else failure) or {}
+        if ending.get("outcome", "") != run.outcome:
+            raise Broken(
+                "the run's business outcome differs from what its status events recorded",
+                checked,
             )
         if failure is None:
             return

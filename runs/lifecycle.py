@@ -41,6 +41,7 @@ STATE_FIELDS = (
     "output",
     "failure_reason",
     "failure_kind",
+    "outcome",
     "failed_step_id",
 )
 
@@ -53,8 +54,9 @@ def notifies(status: str) -> bool:
     return status in NOTIFIED_STATUSES
 
 
-def check(run: Run, to_status: str, failure_kind: str) -> None:
-    """Raise IllegalTransition unless the table (and the failure rules) allow the move."""
+def check(run: Run, to_status: str, failure_kind: str, outcome: str = "") -> None:
+    """Raise IllegalTransition unless the table (and the failure and outcome rules) allow the
+    move."""
     if not is_allowed(run.status, to_status):
         raise IllegalTransition(
             f"Run {run.public_id} cannot go from {run.status} to {to_status}.",
@@ -65,6 +67,12 @@ def check(run: Run, to_status: str, failure_kind: str) -> None:
             raise IllegalTransition("A failed run needs a failure kind.")
         if run.status == S.AWAITING_REVIEW and failure_kind != FailureKind.REJECTED:
             raise IllegalTransition("A run awaiting review can only fail by rejection.")
+        if (failure_kind == FailureKind.BUSINESS) != bool(outcome):
+            raise IllegalTransition(
+                "A run fails with a business outcome exactly when it names one."
+            )
+    elif outcome and to_status != S.COMPLETED:
+        raise IllegalTransition("Only a completed or failed run has a business outcome.")
 
 
 def apply(
@@ -76,10 +84,11 @@ def apply(
     failure_kind: str = "",
     failed_step: Step | None = None,
     output=None,
+    outcome: str = "",
 ) -> tuple[list[str], dict]:
     """Check and apply the move to the (locked) run in memory. Returns the changed fields and
-    the data of its `run.status_changed` event."""
-    check(run, to_status, failure_kind)
+    the data of its `run.status_changed` event, which records a business outcome by name."""
+    check(run, to_status, failure_kind, outcome)
     data = {"from": run.status, "to": to_status}
     fields = ["status", "lease_expires_at"]
     run.status = to_status
@@ -109,6 +118,10 @@ def apply(
         )
     elif reason:
         data["reason"] = reason
+    if outcome:
+        run.outcome = outcome
+        fields.append("outcome")
+        data["outcome"] = outcome
     return fields, data
 
 

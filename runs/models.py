@@ -34,6 +34,9 @@ class FailureKind(models.TextChoices):
     TRANSIENT = "transient", "Transient"
     PERMANENT = "permanent", "Permanent"
     REJECTED = "rejected", "Rejected"
+    # The procedure ended at a fail node that declares a business outcome (`outcome: declined`):
+    # a normal answer, not a technical failure. The run's `outcome` names it; never retried.
+    BUSINESS = "business", "Business outcome"
 
 
 class Run(models.Model):
@@ -92,9 +95,22 @@ class Run(models.Model):
     )
 
     inputs = models.JSONField()
+    # The listing (procedures.run_listing): what the Runs list shows of the inputs and what its
+    # search matches, derived from the inputs when the run is created and as fixed as they are
+    # (runs.append_only; runs.integrity recomputes it). Runs from before it may have it empty
+    # (runs/migrations/0008_run_search.py); so do inserts that name none (database defaults).
+    reference_values = models.JSONField(default=dict, db_default={}, blank=True)
+    search_text = models.TextField(blank=True, default="", db_default="")
+    amount_minor = models.BigIntegerField(null=True, blank=True)
+    amount_currency = models.CharField(max_length=3, blank=True, default="", db_default="")
     output = models.JSONField(null=True, blank=True)
     failure_reason = models.TextField(blank=True)
     failure_kind = models.CharField(max_length=10, choices=FailureKind.choices, blank=True)
+    # The business outcome the run ended with, as its definition names it (`outcome: declined`
+    # on the fail or output node it ended at); empty for every other ending. A failed run with
+    # one has failure_kind "business"; a completed run may have one too. The database default
+    # keeps inserts that name no outcome (the bench's COPY, the database role tests) valid.
+    outcome = models.CharField(max_length=50, blank=True, default="", db_default="")
     failed_step = models.ForeignKey(
         "runs.Step",
         null=True,
@@ -179,6 +195,16 @@ class Run(models.Model):
             models.CheckConstraint(
                 condition=~Q(type="trigger") | Q(started_by_trigger__isnull=False),
                 name="run_trigger_type_has_trigger",
+            ),
+            # A business failure names its outcome; an outcome belongs to a completed run or a
+            # business failure, never to a technical one.
+            models.CheckConstraint(
+                condition=~Q(failure_kind="business") | ~Q(outcome=""),
+                name="run_business_failure_has_outcome",
+            ),
+            models.CheckConstraint(
+                condition=Q(outcome="") | Q(status="completed") | Q(failure_kind="business"),
+                name="run_outcome_only_when_answered",
             ),
         ]
 

@@ -7,16 +7,15 @@ keeps the list page and what needs no runs: the Run form built from the schema
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseLocation
 
 from procedures.connections import live_readiness
 from procedures.forms import LIVE_CONFIRMATION_FIELD, run_form
 from procedures.models import Environment, Procedure
 from procedures.views import NO_PROCEDURE_ACCESS, VIEW_PERMISSION, readable_nodes
-from rapidfolio.views import forbidden, is_swap, render_page
+from rapidfolio.views import forbidden, navigate, render_page
 from runs.errors import InputValidationError, RunError
 from runs.models import RunType
 from runs.selectors import list_runs, visible_environments
@@ -78,9 +77,7 @@ def start(request, public_id):
             form.add_error(None, exc.message)
         else:
             messages.success(request, f"Run {run.public_id} started in {run.environment}.")
-            url = reverse("runs:detail", args=[run.public_id])
-            # HTMX navigates to the new run without reloading the page.
-            return HttpResponseLocation(url, target="body") if is_swap(request) else redirect(url)
+            return navigate(request, reverse("runs:detail", args=[run.public_id]))
     return _render_detail(request, procedure, form=form, status=422)
 
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import Prefetch, Q, QuerySet, Subquery
 
-from procedures.models import Environment
+from procedures.models import Environment, ProcedureVersion
+from procedures.run_listing import reference_titles
 from rapidfolio_verify.facts import STEP_FIELDS
 from runs.cursors import InvalidCursor as InvalidCursor  # views and the API catch it here
 from runs.cursors import decode_cursor, encode_cursor, filter_scope
@@ -128,7 +129,9 @@ def list_runs(
     next_cursor = None
     if len(rows) > page_size:
         next_cursor = encode_cursor(rows[page_size - 1], kind=kind, scope=scope)
-    return RunPage(runs=rows[:page_size], next_cursor=next_cursor, filter=run_filter)
+    return RunPage(
+        runs=with_references(rows[:page_size]), next_cursor=next_cursor, filter=run_filter
+    )
 
 
 def _newest_of_each_status(queryset: QuerySet[Run], statuses, limit: int) -> list[Run]:
@@ -166,7 +169,42 @@ def run_list_queryset() -> QuerySet[Run]:
         "started_at",
         "finished_at",
         "failure_kind",
+        # A business outcome (declined) reads as such, not as a failure.
+        "outcome",
+        # The listing (procedures.run_listing): the references and amount the list shows.
+        "reference_values",
+        "amount_minor",
+        "amount_currency",
     )
+
+
+def run_list_row(public_id: str, *, viewer) -> Run:
+    """One run as the Runs list shows it (its row refreshes itself while the run is under way);
+    raises Run.DoesNotExist, also for a run `viewer` may not see."""
+    run = visible_runs(viewer, run_list_queryset()).get(public_id=public_id)
+    return with_references([run])[0]
+
+
+# Versions never change (runs.append_only), so their reference titles are read once a process.
+_REFERENCE_TITLES: dict[int, dict[str, str]] = {}
+
+
+def with_references(runs: list[Run]) -> list[Run]:
+    """Sets each run's `references`, [(title, value)] in the version's declared order, as the
+    list shows them; reads the definitions of versions not seen before (one query, if any)."""
+    missing = {run.version_id for run in runs} - _REFERENCE_TITLES.keys()
+    if missing:
+        definitions = ProcedureVersion.objects.filter(pk__in=missing).values_list(
+            "pk", "definition"
+        )
+        for pk, definition in definitions:
+            _REFERENCE_TITLES[pk] = reference_titles(definition)
+    for run in runs:
+        # In the declared order, which a jsonb column does not keep.
+        titles = _REFERENCE_TITLES.get(run.version_id, {})
+        values = run.reference_values or {}
+        run.references = [(title, values[name]) for name, title in titles.items() if name in values]
+    return runs
 
 
 # What a run's header shows besides the run itself: who started it, retries, the failed step.

@@ -10,14 +10,15 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from rapidfolio.views import forbidden, is_swap, render_page
+from rapidfolio.views import forbidden, is_swap, navigate, render_page
 from runs import selectors
 from runs.errors import RunError
-from runs.evidence import NotSealed, bundle, ledger_status
+from runs.evidence import NotSealed, bundle, verify_and_check
 from runs.filters import RunFilter
-from runs.integrity import verify_run
 from runs.models import FailureKind, Run, RunEvent, RunStatus
+from runs.picture import outcome_label, run_picture
 from runs.services import cancel_run, retry_run
+from runs.templatetags.run_tags import row_token
 
 TABS = {
     "overview": "Overview",
@@ -86,6 +87,23 @@ def run_list(request):
     return render_page(request, "runs/list.html", context, partial="results")
 
 
+@runs_page
+@require_GET
+def run_row(request, public_id):
+    """A run's row of the Runs list, which polls it while the run is under way: 204 while
+    nothing it shows has changed; a settled run's row polls no more. A plain GET (no HTMX) goes
+    to the run's page."""
+    try:
+        run = selectors.run_list_row(public_id, viewer=request.user)
+    except Run.DoesNotExist:
+        raise Http404("No such run.") from None
+    if not is_swap(request):
+        return redirect("runs:detail", run.public_id)
+    if request.GET.get("seen") == row_token(run):
+        return HttpResponse(status=204)
+    return render_page(request, "runs/list.html", {"run": run}, partial="run-row")
+
+
 @run_page
 @require_GET
 def run_detail(request, run, tab=DEFAULT_TAB):
@@ -103,7 +121,8 @@ def integrity(request, run):
     thousand steps must not make every tab wait for it.
     """
     if is_swap(request):
-        context = {"run": run, "verification": verify_run(run), "ledger": ledger_status(run)}
+        verification, ledger = verify_and_check(run)
+        context = {"run": run, "verification": verification, "ledger": ledger}
         return render_page(request, "runs/detail.html", context, partial="integrity")
     return render_run_page(request, run, DEFAULT_TAB, verify=True)
 
@@ -141,13 +160,26 @@ def retry(request, run):
         new_run = retry_run(run=run, user=request.user)
     except RunError as exc:
         return refuse(request, run, exc)
-    return after_action(request, run, f"Retry started as run {new_run.public_id}.")
+    # The retry is a new run: land on it as a whole page, the message shown there once.
+    messages.success(request, f"Run {new_run.public_id} started as a retry of {run.public_id}.")
+    return navigate(request, tab_url(new_run, DEFAULT_TAB))
 
 
 def tab_url(run: Run, tab: str) -> str:
     if tab == DEFAULT_TAB:
         return reverse("runs:detail", args=[run.public_id])
     return reverse("runs:tab", args=[run.public_id, tab])
+
+
+def page_title(run: Run, tab: str) -> str:
+    """'Run run_… · Failed · Step Log': what the tab shows, kept in step by every swap."""
+    status = (
+        outcome_label(run.outcome) if run.failure_kind == FailureKind.BUSINESS else None
+    ) or run.get_status_display()
+    parts = [f"Run {run.public_id}", status]
+    if tab != DEFAULT_TAB:
+        parts.append(TABS[tab])
+    return " · ".join(parts)
 
 
 def change_token(run: Run) -> str:
@@ -204,10 +236,13 @@ def run_page_context(request, run: Run, tab: str, *, verify=False) -> dict:
         review_requests[-1] if review_requests and run.status == RunStatus.AWAITING_REVIEW else None
     )
     retries = list(run.retries.order_by("created_at"))
+    # Verified on request (see `integrity`), unless this page is that request.
+    verification, ledger = verify_and_check(run) if verify else (None, None)
     return {
         "nav": "runs",
         "run": run,
         "tab": tab,
+        "page_title": page_title(run, tab),
         "tabs": [(key, label, tab_url(run, key)) for key, label in TABS.items()],
         "tab_url": tab_url(run, tab),
         "token": change_token(run),
@@ -215,16 +250,26 @@ def run_page_context(request, run: Run, tab: str, *, verify=False) -> dict:
             selectors.run_step_page(run, _page_start(request)) if tab == "step-log" else None
         ),
         "step_summary": selectors.run_step_summary(run) if tab == "overview" else None,
+        "picture": (
+            run_picture(
+                run,
+                waiting_node_id=pending_review.node_id if pending_review else "",
+                waiting_since=pending_review.created_at if pending_review else None,
+            )
+            if tab == "overview"
+            else None
+        ),
         "event_page": (
             selectors.run_event_page(run, _page_start(request)) if tab == "events" else None
         ),
         "reviews_by_step": {r.step_sequence: r for r in review_requests},
+        # The Events tab reads a decision's overrides in its review's currency.
+        "reviews_by_id": {r.public_id: r for r in review_requests},
         "review_requests": review_requests,
         "pending_review": pending_review,
         "retries": retries,
-        # Verified on request (see `integrity`), unless this page is that request.
-        "verification": verify_run(run) if verify else None,
-        "ledger": ledger_status(run) if verify else None,
+        "verification": verification,
+        "ledger": ledger,
         "can_cancel": not run.is_terminal and user.has_perm("runs.cancel_run"),
         "can_retry": (
             run.status == RunStatus.FAILED

@@ -109,13 +109,15 @@ def test_run_starts_a_manual_run_and_goes_to_its_page(client, operator, version)
     assert run.status == "pending"
 
 
-def test_run_with_htmx_navigates_to_the_run_without_a_reload(client, live_operator, version):
+def test_run_with_htmx_lands_on_the_run_as_a_whole_page(client, live_operator, version):
     client.force_login(live_operator)
     response = client.post(run_url(version), VALID, **HTMX)
     run = Run.objects.get()
     assert run.environment == "sandbox"  # live asks for a confirmation first (below)
     assert response.status_code == 200
-    assert reverse("runs:detail", args=[run.public_id]) in response.headers["HX-Location"]
+    # HX-Redirect, not HX-Location: the browser loads the run page itself, header and all
+    # (tests/test_run_landing.py).
+    assert response.headers["HX-Redirect"] == reverse("runs:detail", args=[run.public_id])
 
 
 def test_invalid_run_form_shows_errors_beside_fields(client, operator, version):

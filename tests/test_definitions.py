@@ -191,7 +191,7 @@ def test_node_missing_required_keys_is_reported_by_node():
 def test_unknown_node_key_is_reported_by_node():
     definition = example(done=lambda node: node.update(next="decline"))
     assert problems_for(definition, "done") == [
-        "unknown key 'next' for a output node; it takes: value"
+        "unknown key 'next' for a output node; it takes: outcome, value"
     ]
 
 

@@ -21,7 +21,9 @@ def seeded(db):
 def test_the_demo_has_engine_produced_runs_in_every_status(seeded, client):
     assert set(Run.objects.values_list("status", flat=True)) == set(RunStatus.values)
     kinds = set(Run.objects.filter(status="failed").values_list("failure_kind", flat=True))
-    assert kinds == {"transient", "permanent", "rejected"}
+    # "business": the declined credit check, the procedure's answer (its fail node's outcome).
+    assert kinds == {"transient", "permanent", "rejected", "business"}
+    assert Run.objects.filter(failure_kind="business", outcome="declined").exists()
     for run in Run.objects.all():
         assert verify_run(run).intact, run.public_id
     assert Run.objects.filter(steps__node_type="tool").distinct().count() >= 10

@@ -245,6 +245,22 @@ def run_targets(key: str) -> list[Target]:
         Target(
             f"evidence.json, {on}", "runs:evidence", "GET", run_path(key, "runs:evidence"), None
         ),
+        # The run's row of the Runs list, which polls it while it is under way.
+        Target(
+            f"list row partial, {on}",
+            "runs:row",
+            "GET",
+            run_path(key, "runs:row"),
+            None,
+            headers=lambda world: HTMX,
+        ),
+        Target(
+            f"list row without htmx, {on}",
+            "runs:row",
+            "GET",
+            run_path(key, "runs:row"),
+            run_rule(environment, "302 /runs/<run>/"),
+        ),
         # Completed runs: whoever may act on them is told why not (409), nothing changes.
         Target(
             f"cancel, {on}",
@@ -377,6 +393,18 @@ def list_targets() -> list[Target]:
             headers=lambda world: HTMX,
             shows=shows_runs,
         ),
+        # The list's exports hold what the list shows: every run the user may see.
+        *[
+            Target(
+                f"runs list export, {name}",
+                f"runs:export_{name}",
+                "GET",
+                lambda world, name=name: reverse(f"runs:export_{name}"),
+                list_rule(lambda user: ALL_RUNS),
+                shows=shows_runs,
+            )
+            for name in ("csv", "jsonl")
+        ],
         Target(
             "review queue",
             "reviews:queue",
@@ -492,7 +520,9 @@ def outcome(response, target: Target, world: World) -> str:
         location = urlparse(response["Location"]).path
         return f"{status} {re.sub(r'/runs/run_[0-9a-z]+/', '/runs/<run>/', location)}"
     if response.status_code == 200 and target.shows is not None:
-        return f"{status} {target.shows(world, response.content.decode())}"
+        # An export is streamed: its rows are read as a client reads them.
+        body = b"".join(response.streaming_content) if response.streaming else response.content
+        return f"{status} {target.shows(world, body.decode())}"
     return status
 
 
@@ -580,6 +610,7 @@ HIDDEN_PATHS = {
     "events tab": lambda run_id: reverse("runs:tab", args=[run_id, "events"]),
     "integrity badge": lambda run_id: reverse("runs:integrity", args=[run_id]),
     "evidence.json": lambda run_id: reverse("runs:evidence", args=[run_id]),
+    "list row": lambda run_id: reverse("runs:row", args=[run_id]),
     "cancel": lambda run_id: reverse("runs:cancel", args=[run_id]),
     "retry": lambda run_id: reverse("runs:retry", args=[run_id]),
 }

@@ -57,9 +57,11 @@ class NodeContext:
     def transition(self, to_status: str, **details) -> None:
         self.writer.transition(to_status, actor=ENGINE_ACTOR, **details)
 
-    def fail(self, step: Step | None, kind: str, reason: str) -> None:
+    def fail(self, step: Step | None, kind: str, reason: str, outcome: str = "") -> None:
         """Fail the run, naming the step it failed at (None when no step is to blame)."""
-        self.transition(RunStatus.FAILED, reason=reason, failure_kind=kind, failed_step=step)
+        self.transition(
+            RunStatus.FAILED, reason=reason, failure_kind=kind, failed_step=step, outcome=outcome
+        )
 
     def fail_at_node(self, node_type: str, *, input, reason: str) -> None:
         """Record the node as a failed step (a permanent failure) and fail the run at it."""
@@ -72,6 +74,20 @@ class NodeContext:
             error_kind=FailureKind.PERMANENT,
         )
         self.fail(step, FailureKind.PERMANENT, reason)
+
+    def end_with_outcome(self, node_type: str, *, outcome: str, reason: str) -> None:
+        """End the run at a fail node that declares a business outcome: failed, of kind
+        business, with the outcome named on the run, on its status event and in the step's
+        output. Not a technical failure, so nothing will offer to retry it."""
+        step = self.record_step(
+            node_type,
+            input=None,
+            output={"outcome": outcome},
+            status=StepStatus.FAILED,
+            error=reason,
+            error_kind=FailureKind.BUSINESS,
+        )
+        self.fail(step, FailureKind.BUSINESS, reason, outcome=outcome)
 
     def fail_expression(self, node_type: str, exc: ExpressionError) -> None:
         reason = f"Expression `{exc.expression}` in node '{self.node_id}' failed: {exc.message}"

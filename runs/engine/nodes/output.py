@@ -1,4 +1,5 @@
-"""`output`: finish the run, completed, with the mapped value."""
+"""`output`: finish the run, completed, with the mapped value (and the node's business outcome,
+when it declares one)."""
 
 from procedures.expressions import ExpressionError, resolve
 from procedures.node_types import NodeType
@@ -19,5 +20,5 @@ class OutputNode:
             ctx.fail_expression(self.node_type, exc)
             return False
         ctx.record_step(self.node_type, input=mapping, output=value)
-        ctx.transition(RunStatus.COMPLETED, output=value)
+        ctx.transition(RunStatus.COMPLETED, output=value, outcome=ctx.node.get("outcome") or "")
         return False
