@@ -3,10 +3,11 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/rapidfolio_bench \
     REDIS_URL=redis://127.0.0.1:6379/0 make bench [EXPLAIN=1]
 
-`--only throughput,api` measures only the named parts (list, detail, api, throughput, ledger)
-against the same seeded database; the others are left out of the report. `ledger` measures the
-API and the engine with the ledger off and on side by side, the seal lag, and the verification
-of a 1,000-step run's evidence bundle (bench/ledger_cost.py).
+`--only throughput,api` measures only the named parts (list, search, detail, api, throughput,
+ledger) against the same seeded database; the others are left out of the report. `search` is
+the Runs list's `?q=` (bench/search.py). `ledger` measures the API and the engine with the
+ledger off and on side by side, the seal lag, and the verification of a 1,000-step run's
+evidence bundle (bench/ledger_cost.py).
 
 Environment: BENCH_RUNS (1,000,000), BENCH_RESEED=1 (seed again), BENCH_THROUGHPUT_RUNS
 (2,000), BENCH_API_REQUESTS (2,000), BENCH_API_CLIENTS (50), BENCH_WORKER_THREADS (4),
@@ -19,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-PARTS = ("list", "detail", "api", "throughput", "ledger")
+PARTS = ("list", "search", "detail", "api", "throughput", "ledger", "export")
 
 
 def main(argv=None) -> int:
@@ -79,27 +80,34 @@ def run(config: dict, *, explain: bool, output: str, only=PARTS) -> int:
         print(f"reusing {name}: {marker['runs']:,} runs seeded {marker['seeded_at']}")
         results["seed"] = {**marker, "reused": True}
 
-    from bench import api_load, ledger_cost, pages, throughput
+    from bench import api_load, ledger_cost, pages, search, throughput
 
     started = time.perf_counter()
-    if "list" in only or "detail" in only:
+    if {"list", "search", "detail"} & set(only):
         # The pages are served here, through Django's test client: this process is set up as
         # rapidfolio/wsgi.py sets up every gunicorn worker before its first request.
         from rapidfolio.startup import freeze_loaded_objects
 
         freeze_loaded_objects()
     if "list" in only:
-        results["list"] = pages.measure_list(config, explain=explain)
+        results["list"] = report.with_load(pages.measure_list, config, explain=explain)
+    if "search" in only:
+        results["search"] = report.with_load(search.measure_search, config, explain=explain)
     if "detail" in only:
-        results["detail"] = pages.measure_detail(config, marker["big_run"])
+        results["detail"] = report.with_load(pages.measure_detail, config, marker["big_run"])
     if {"api", "throughput", "ledger"} & set(only):
         with api_load.server(config) as srv:
             if "api" in only:
-                results["api"] = api_load.measure(config, srv)
+                results["api"] = report.with_load(api_load.measure, config, srv)
             if "throughput" in only:
-                results["throughput"] = throughput.measure(config, srv)
+                results["throughput"] = report.with_load(throughput.measure, config, srv)
             if "ledger" in only:
-                results["ledger"] = ledger_cost.measure(config, srv)
+                results["ledger"] = report.with_load(ledger_cost.measure, config, srv)
+    if "export" in only:
+        # Every run as CSV and JSON Lines through its own gunicorn (bench/export.py).
+        from bench import export
+
+        results["export"] = report.with_load(export.measure, config)
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
     report.print_report(results)
     report.write_json(results, output)

@@ -40,7 +40,8 @@ class Server:
         return procs.descendants(self.process.pid)
 
 
-def _wait_until_up(port: int, process, timeout: float = 30) -> None:
+# On a shared machine under load, two workers importing Django took 37–49 s (2026-12-01).
+def _wait_until_up(port: int, process, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -53,7 +54,7 @@ def _wait_until_up(port: int, process, timeout: float = 30) -> None:
             return
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError("gunicorn did not answer within 30 s")
+    raise RuntimeError(f"gunicorn did not answer within {timeout:g} s")
 
 
 @contextmanager

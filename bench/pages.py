@@ -14,7 +14,6 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.models import Group, User
 from django.db import connection, transaction
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -24,6 +23,7 @@ from bench.report import summary
 from bench.schema import RUN
 from procedures.models import Procedure
 from rapidfolio.roles import LIVE_ENVIRONMENT
+from rapidfolio.test_client import Client
 from runs import selectors
 from runs.models import Run
 

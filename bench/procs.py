@@ -2,6 +2,9 @@
 
 CPU time is read from /proc, for a process and all its descendants, so a figure can say where
 a run's CPU goes: the web server, the workers, PostgreSQL, or the benchmark's own clients.
+Redis's is read from the server itself (INFO cpu): exact to the microsecond, and right whether
+or not Redis runs in this machine's process namespace. Every process started here counts the
+SQL statements it sends (bench/statements.py).
 """
 
 import os
@@ -23,12 +26,14 @@ def free_port() -> int:
 
 
 def start(args: list[str], *, log_path: Path, env: dict | None = None) -> subprocess.Popen:
+    from bench import statements
+
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("w")
     return subprocess.Popen(
         args,
         cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **statements.hook_env(), **(env or {})},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -109,22 +114,103 @@ def postgres_backends(database: str) -> list[int]:
     return pids
 
 
+def postgres_server_processes(database_url: str) -> list[int]:
+    """The PostgreSQL processes that serve every database of the server, not one client: the
+    postmaster, the checkpointer, background writer, WAL writer, autovacuum launcher and the
+    like, and the autovacuum and parallel workers busy in the bench database (pg_stat_activity
+    names each process's type). Their work is the server's, so other databases' writes on the
+    same server count in it too."""
+    from bench import database
+
+    name = database.database_name(database_url)
+    with database.connect(database_url, dbname="postgres") as conn:
+        pids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE backend_type <> 'client backend' "
+                "AND (datname IS NULL OR datname = %s)",
+                [name],
+            )
+        ]
+    postmaster = _parent(pids[0]) if pids else None
+    return pids + ([postmaster] if postmaster else [])
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class RedisCpu:
+    """User + system CPU seconds the Redis server has used since it started (INFO cpu, the
+    server's own getrusage: its main thread, I/O threads and any fork for a save). It is the
+    server's, so other clients of the same Redis count in it too."""
+
+    def __init__(self, redis_url: str):
+        import redis
+
+        self.client = redis.Redis.from_url(redis_url)
+
+    def __call__(self) -> float:
+        info = self.client.info("cpu")
+        return sum(
+            float(info.get(key, 0.0))
+            for key in (
+                "used_cpu_user",
+                "used_cpu_sys",
+                "used_cpu_user_children",
+                "used_cpu_sys_children",
+            )
+        )
+
+    def commands(self) -> int:
+        return int(self.client.info("stats")["total_commands_processed"])
+
+
+def load_average() -> list[float]:
+    """The machine's 1-, 5- and 15-minute load averages."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return []
+
+
 class CpuMeter:
-    """CPU used between start() and stop() by named groups of processes."""
+    """CPU used between start() and stop() by named groups of processes.
+
+    A group is a callable returning the pids of its processes, or the CPU seconds the group
+    has used so far (a float: a server that reports its own, as RedisCpu)."""
 
     def __init__(self, groups):
-        self.groups = groups  # name -> callable returning pids
-        self.before: dict[str, dict[int, float]] = {}
+        self.groups = groups  # name -> callable returning pids, or CPU seconds so far
+        self.before: dict[str, dict[int, float] | float] = {}
+
+    @staticmethod
+    def _read(group) -> dict[int, float] | float:
+        found = group()
+        return found if isinstance(found, float) else cpu_seconds(found)
 
     def start(self) -> None:
         self.started = time.perf_counter()
-        self.before = {name: cpu_seconds(pids()) for name, pids in self.groups.items()}
+        self.busy = system_busy_seconds()
+        self.before = {name: self._read(group) for name, group in self.groups.items()}
 
     def stop(self) -> dict:
         elapsed = time.perf_counter() - self.started
         used = {}
-        for name, pids in self.groups.items():
-            after = cpu_seconds(pids())
-            before = self.before.get(name, {})
-            used[name] = round(sum(after[p] - before.get(p, 0.0) for p in after), 2)
-        return {"wall_seconds": round(elapsed, 2), "cpu_seconds": used}
+        for name, group in self.groups.items():
+            after, before = self._read(group), self.before.get(name, {})
+            if isinstance(after, float):
+                used[name] = round(after - before, 3)
+            else:
+                used[name] = round(sum(after[p] - before.get(p, 0.0) for p in after), 2)
+        others = system_busy_seconds() - self.busy - sum(used.values())
+        return {
+            "wall_seconds": round(elapsed, 2),
+            "cpu_seconds": used,
+            # How many CPUs the machine's other processes kept busy meanwhile (a shared
+            # machine's noise): /proc/stat's busy time less the groups'.
+            "other_cpus": round(max(others, 0.0) / elapsed, 2) if elapsed else 0.0,
+        }

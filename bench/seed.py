@@ -18,7 +18,8 @@ from django.db import connection as django_connection
 
 from bench import database, scenario, templates
 from bench.schema import EVENT, REVIEW_DECISION, REVIEW_REQUEST, RUN, STEP
-from bench.templates import Template
+from bench.templates import Template, esc, esc_json
+from procedures.run_listing import listing_of
 from rapidfolio.ids import CROCKFORD
 from runs.integrity import GENESIS_HASH
 
@@ -83,9 +84,14 @@ RUN_COPY_FIELDS = (
     "started_by_trigger",
     "trigger_event",
     "inputs",
+    "reference_values",
+    "search_text",
+    "amount_minor",
+    "amount_currency",
     "output",
     "failure_reason",
     "failure_kind",
+    "outcome",
     "failed_step",
     "retry_of",
     "created_at",
@@ -114,6 +120,122 @@ COPY_SQL = {
         REVIEW_DECISION, "id", "request", "run", "decided_at", *templates.REVIEW_DECISION_FIELDS
     ),
 }
+
+
+# Each seeded run gets reference values of its own (a template's are shared by every clone):
+# an invoice and a payment reference unique to the run, a customer of CUSTOMERS and a supplier
+# of SUPPLIER_NAMES, so that search finds what it would in a year of real runs.
+CUSTOMERS = 200_000
+SUPPLIER_WORDS = (
+    "Acme",
+    "Nordic",
+    "Blue",
+    "Alpine",
+    "Harbour",
+    "Granite",
+    "Cedar",
+    "Summit",
+    "Delta",
+    "Orion",
+    "Falcon",
+    "Meridian",
+    "Pioneer",
+    "Atlas",
+    "Beacon",
+    "Cobalt",
+    "Crescent",
+    "Evergreen",
+    "Horizon",
+    "Ironwood",
+    "Juniper",
+    "Keystone",
+    "Lumen",
+    "Maple",
+    "Northwind",
+    "Oakridge",
+    "Polar",
+    "Quartz",
+    "Riverside",
+    "Sterling",
+    "Tidewater",
+    "Union",
+    "Vantage",
+    "Westbrook",
+)
+SUPPLIER_KINDS = (
+    "Metals",
+    "Parts",
+    "Logistics",
+    "Foods",
+    "Textiles",
+    "Chemicals",
+    "Energy",
+    "Plastics",
+    "Timber",
+    "Glass",
+    "Paper",
+    "Tools",
+    "Freight",
+    "Cables",
+    "Pumps",
+    "Valves",
+    "Optics",
+    "Motors",
+    "Ceramics",
+    "Fasteners",
+)
+SUPPLIER_FORMS = ("GmbH", "AB", "Ltd", "SA", "BV", "Oy", "SpA")
+SUPPLIER_NAMES = [
+    f"{word} {kind} {form}"
+    for word in SUPPLIER_WORDS
+    for kind in SUPPLIER_KINDS
+    for form in SUPPLIER_FORMS
+]
+
+
+class References:
+    """A seeded run's own reference values, and the listing columns they give it as COPY text.
+
+    The values replace the template's wherever its COPY text has them (inputs, steps, review
+    request), as the run's public id replaces the template's."""
+
+    def __init__(self, versions, rng):
+        self.definitions = {version.pk: version.definition for version in versions}
+        self.randrange = rng.randrange
+
+    def values(self, template: Template, index: int) -> dict[str, str]:
+        inputs = template.input_values
+        new = {}
+        invoice = inputs.get("invoice_id")
+        if isinstance(invoice, str):
+            new["invoice_id"] = f"INV-{10_000_000 + index}"
+        customer = inputs.get("customer_id")
+        if isinstance(customer, str) and "blocked" not in customer:
+            number = (self.randrange(CUSTOMERS) * 2_654_435_761) % 16**10
+            new["customer_id"] = f"cus_{number:010x}"
+        reference = inputs.get("reference")
+        if isinstance(reference, str):
+            new["reference"] = f"SUP-{index:07d}" + ("-blocked" if "blocked" in reference else "")
+        if isinstance(inputs.get("beneficiary_name"), str):
+            new["beneficiary_name"] = SUPPLIER_NAMES[self.randrange(len(SUPPLIER_NAMES))]
+        return new
+
+    def listing_text(self, template: Template, values: dict[str, str]) -> str:
+        """The listing's four COPY columns (reference_values .. amount_currency)."""
+        listing = listing_of(
+            self.definitions.get(template.version_id), {**template.input_values, **values}
+        )
+        amount = r"\N" if listing.amount_minor is None else str(listing.amount_minor)
+        return (
+            f"{esc_json(listing.references)}\t{esc(listing.search_text)}\t{amount}\t"
+            f"{listing.amount_currency}"
+        )
+
+    @staticmethod
+    def swap(text: str, template: Template, values: dict[str, str]) -> str:
+        for name, value in values.items():
+            text = text.replace(template.input_values[name], value)
+        return text
 
 
 def _pool(template: Template) -> str:
@@ -300,6 +422,8 @@ def _copy_runs(database_url, *, runs, versions, all_templates, starters, progres
     """Generate the runs and COPY them in, with the secondary indexes dropped; returns the rows
     per table, the big run's public id and the dropped indexes' definitions."""
     rng = random.Random(20250101)
+    # Its own generator: the other columns stay what the same seed gave them before.
+    references = References(versions, random.Random(20250102))
     with database.connect(database_url) as conn:
         ids = _next_ids(conn)
         indexes = _drop_secondary_indexes(conn)
@@ -308,6 +432,7 @@ def _copy_runs(database_url, *, runs, versions, all_templates, starters, progres
         big_run = _generate(
             streams,
             rng,
+            references=references,
             runs=runs,
             ids=ids,
             versions=versions,
@@ -347,7 +472,9 @@ def _flush_broker() -> None:
     dramatiq.get_broker().flush_all()
 
 
-def _generate(streams, rng, *, runs, ids, versions, all_templates, starters, progress) -> str:
+def _generate(
+    streams, rng, *, references, runs, ids, versions, all_templates, starters, progress
+) -> str:
     ts = Timestamps()
     procedure_ids = [v.procedure_id for v in versions]
     tables = outcome_tables(all_templates, procedure_ids, rng)
@@ -384,6 +511,7 @@ def _generate(streams, rng, *, runs, ids, versions, all_templates, starters, pro
         else:
             run_type, user = "manual", user_id
         public_id = "run_" + ulid(created // 1000, rng)
+        values = references.values(template, index)
 
         clock = created
         started = finished = None
@@ -442,7 +570,7 @@ def _generate(streams, rng, *, runs, ids, versions, all_templates, starters, pro
             add(
                 "request",
                 f"{request_id}\t{review_public_id}\t{run_id}\t{ts(review_created)}\t"
-                f"{template.review_request}\n",
+                f"{references.swap(template.review_request, template, values)}\n",
             )
             if template.review_decision is not None and decided is not None:
                 add(
@@ -453,11 +581,8 @@ def _generate(streams, rng, *, runs, ids, versions, all_templates, starters, pro
                 decision_id += 1
             request_id += 1
         if step_lines:
-            add(
-                "step",
-                "".join(step_lines).replace(template.public_id, public_id),
-                len(step_lines),
-            )
+            steps_text = "".join(step_lines).replace(template.public_id, public_id)
+            add("step", references.swap(steps_text, template, values), len(step_lines))
         add("event", events_text, len(event_lines))
         lease = (
             ts(clock + 300_000_000)
@@ -467,8 +592,10 @@ def _generate(streams, rng, *, runs, ids, versions, all_templates, starters, pro
         add(
             "run",
             f"{run_id}\t{public_id}\t{procedure_id}\t{template.version_id}\t{environment}\t"
-            f"{run_type}\t{template.status}\t{user}\t{key}\t{trigger}\t\\N\t{template.inputs}\t"
-            f"{template.output}\t{template.failure_reason}\t{template.failure_kind}\t"
+            f"{run_type}\t{template.status}\t{user}\t{key}\t{trigger}\t\\N\t"
+            f"{references.swap(template.inputs, template, values)}\t"
+            f"{references.listing_text(template, values)}\t{template.output}\t"
+            f"{template.failure_reason}\t{template.failure_kind}\t{esc(template.outcome)}\t"
             f"{failed_step}\t\\N\t{ts(created)}\t{ts(started) if started else r'\N'}\t"
             f"{ts(finished) if finished else r'\N'}\t{lease}\n",
         )
@@ -476,10 +603,14 @@ def _generate(streams, rng, *, runs, ids, versions, all_templates, starters, pro
         if (index + 1) % report_every == 0:
             progress(f"  … {index + 1:,} runs generated")
 
-    return _big_run(streams, rng, ts, run_id, step_id, event_id, all_templates, key_ids, now_us)
+    return _big_run(
+        streams, rng, ts, run_id, step_id, event_id, all_templates, key_ids, now_us, references
+    )
 
 
-def _big_run(streams, rng, ts, run_id, step_id, event_id, all_templates, key_ids, now_us) -> str:
+def _big_run(
+    streams, rng, ts, run_id, step_id, event_id, all_templates, key_ids, now_us, references
+) -> str:
     """One completed run with 1,000 steps and 200 events, for the run page's worst case."""
     source = next(
         t
@@ -523,7 +654,8 @@ def _big_run(streams, rng, ts, run_id, step_id, event_id, all_templates, key_ids
     streams.add(
         "run",
         f"{run_id}\t{public_id}\t{source.procedure_id}\t{source.version_id}\tsandbox\tapi\t"
-        f"completed\t\\N\t{key_ids['sandbox']}\t\\N\t\\N\t{source.inputs}\t{source.output}\t\t\t"
+        f"completed\t\\N\t{key_ids['sandbox']}\t\\N\t\\N\t{source.inputs}\t"
+        f"{references.listing_text(source, {})}\t{source.output}\t\t\t{esc(source.outcome)}\t"
         f"\\N\t\\N\t{ts(created)}\t{ts(started)}\t{ts(finished)}\t\\N\n",
     )
     return public_id

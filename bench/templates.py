@@ -58,8 +58,10 @@ class Template:
     status: str
     inputs: str
     output: str = r"\N"
+    input_values: dict = field(default_factory=dict)  # the inputs themselves (seed.References)
     failure_reason: str = ""
     failure_kind: str = ""
+    outcome: str = ""  # a business outcome (runs.models.Run.outcome), with its failure kind
     failed_step_index: int | None = None
     steps: list[StepTemplate] = field(default_factory=list)
     events: list[EventTemplate] = field(default_factory=list)
@@ -188,8 +190,10 @@ def _template(run: Run) -> Template:
         status=run.status,
         inputs=esc_json(run.inputs),
         output=esc_json(run.output),
+        input_values=run.inputs,
         failure_reason=esc(run.failure_reason),
         failure_kind=run.failure_kind,
+        outcome=run.outcome,
         finished=run.is_terminal,
     )
     for index, step in enumerate(steps):
@@ -323,6 +327,7 @@ def _cut(template: Template, kept_steps: int, status: str) -> Template:
         output=r"\N",
         failure_reason="",
         failure_kind="",
+        outcome="",
         failed_step_index=None,
         steps=template.steps[:kept_steps],
         events=events,

@@ -29,6 +29,8 @@ TINY = {
     "BENCH_SAMPLES": "3",
     "BENCH_WORKER_THREADS": "2",
     "BENCH_FLOOR_SECONDS": "1",
+    # Not PostgreSQL's 10 s: the tiny benches' per-run figures are not asserted exactly.
+    "BENCH_STATS_SETTLE_SECONDS": "2",
 }
 
 
@@ -92,7 +94,7 @@ def tiny_bench(tiny_database, tmp_path_factory):
     output = tmp_path_factory.mktemp("bench") / "latest.json"
     # Every part but the ledger's, which tiny_ledger_bench runs: its verdicts compare timings
     # too small at this size to pass reliably, and they set the exit status.
-    only = "list,detail,api,throughput"
+    only = "list,search,detail,api,throughput"
     yield _run_tiny_bench(tiny_database, output, "--explain", "--only", only, BENCH_RESEED="1")
 
 
@@ -126,6 +128,19 @@ def test_tiny_bench_serves_every_list_query_from_an_index(tiny_bench):
 
 @needs_postgres
 @needs_redis
+def test_tiny_bench_searches_seeded_references_from_an_index(tiny_bench):
+    _, figures = tiny_bench
+    search = figures["search"]
+    found = search["rows_on_first_page"]
+    # Each seeded run has an invoice of its own; a supplier's name is shared by many.
+    assert found["invoice number, exact"] == 1 and found["whole run id"] == 1
+    assert found["no match"] == 0
+    plans = search["plans"]
+    assert all(plan["ok"] for plan in plans.values()), {n: p["verdict"] for n, p in plans.items()}
+
+
+@needs_postgres
+@needs_redis
 def test_tiny_bench_measures_the_integrity_check_on_an_intact_run_of_the_most_steps(tiny_bench):
     _, figures = tiny_bench
     detail = figures["detail"]
@@ -144,6 +159,28 @@ def test_tiny_bench_completes_every_throughput_run_and_counts_its_commits(tiny_b
     assert throughput["runs_per_second"] > 0
     assert throughput["write_commits_per_run"] >= 1
     assert throughput["commit_floor"]["commits_per_second"] > 0
+
+
+@needs_postgres
+@needs_redis
+def test_tiny_bench_judges_the_engine_per_run_with_the_load_beside_it(tiny_bench):
+    _, figures = tiny_bench
+    throughput = figures["throughput"]
+    cpu = throughput["cpu_ms_per_run"]
+    assert {"gunicorn", "workers", "postgres backends", "postgres server", "redis"} <= set(cpu)
+    assert throughput["cpu_ms_per_run_all"] == pytest.approx(sum(cpu.values()), abs=0.05)
+    assert throughput["runs_per_cpu_second"] > 0
+    # Every start-run POST and every step sends statements; counted in the processes themselves.
+    assert throughput["statements_per_run"]["gunicorn"] >= 1
+    assert throughput["statements_per_run"]["workers"] >= 6
+    assert throughput["rows_written_per_run"]["runs_step"]["inserted"] >= 6
+    wal = throughput["wal_per_run"]
+    assert wal["server_lsn_bytes"] > 0
+    assert (wal["database"] or {}).get("bytes", 0) > 0 or wal["database_not_read"]
+    assert set(throughput["verdicts"]) == set(throughput["targets"])
+    for part in ("list", "detail", "api", "throughput"):
+        load = figures[part]["load"]
+        assert len(load["start"]) == len(load["end"]) == 3 and load["cpus"] >= 1
 
 
 @pytest.fixture(scope="module")
