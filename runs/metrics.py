@@ -76,15 +76,15 @@ def after_commit(count) -> None:
 
 
 def procedure_label(run: Run) -> str:
+    # The procedure loaded with the run first (a start, the engine's drive): a pk is reused for
+    # another procedure in a test database after a rollback, so the process's memory of ids
+    # serves only the runs read without theirs.
+    if Run.procedure.is_cached(run):
+        return run.procedure.public_id
     label = _procedure_ids.get(run.procedure_id)
     if label is None:
-        if Run.procedure.is_cached(run):
-            label = run.procedure.public_id
-        else:
-            found = Procedure.objects.filter(pk=run.procedure_id).values_list(
-                "public_id", flat=True
-            )
-            label = found.first() or str(run.procedure_id)
+        found = Procedure.objects.filter(pk=run.procedure_id).values_list("public_id", flat=True)
+        label = found.first() or str(run.procedure_id)
         _procedure_ids[run.procedure_id] = label
     return label
 

@@ -267,6 +267,15 @@ def _var_dir_of_this_test_only(tmp_path, settings):
 
 
 @pytest.fixture(autouse=True)
+def _no_procedure_labels_from_earlier_tests():
+    # The metrics remember procedures' public ids by pk for the process; a test database gives
+    # a rolled-back procedure's pk to the next test's.
+    from runs import metrics
+
+    metrics._procedure_ids.clear()
+
+
+@pytest.fixture(autouse=True)
 def _no_leftover_env(monkeypatch):
     # Tests that set RAPIDFOLIO_* for a subprocess must not leak into others.
     for key in list(os.environ):
