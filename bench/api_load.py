@@ -42,19 +42,9 @@ class Server:
 
 # On a shared machine under load, two workers importing Django took 37–49 s (2026-12-01).
 def _wait_until_up(port: int, process, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}; see {LOG_DIR}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/v1/openapi.json")
-            conn.getresponse().read()
-            conn.close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"gunicorn did not answer within {timeout:g} s")
+    procs.wait_until_serving(
+        port, process, path="/v1/openapi.json", timeout=timeout, log_dir=LOG_DIR
+    )
 
 
 @contextmanager

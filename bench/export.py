@@ -129,22 +129,15 @@ def _operator_session_cookie() -> str:
 
 
 def _wait_for_worker(port: int, process, timeout: float = 30) -> int:
+    """The pid of gunicorn's one worker, once the server answers."""
+    procs.wait_until_serving(port, process, path="/healthz", timeout=timeout, log_dir=LOG_DIR)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}; see {LOG_DIR}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            conn.getresponse().read()
-            conn.close()
-            workers = procs.descendants(process.pid)[1:]
-            if len(workers) == 1:
-                return workers[0]
-        except OSError:
-            pass
+        workers = procs.descendants(process.pid)[1:]
+        if len(workers) == 1:
+            return workers[0]
         time.sleep(0.2)
-    raise RuntimeError("gunicorn did not answer within 30 s")
+    raise RuntimeError(f"gunicorn did not answer within {timeout:g} s")
 
 
 def _download(port: int, path: str, cookie: str, line_end: bytes) -> dict:

@@ -7,6 +7,7 @@ or not Redis runs in this machine's process namespace. Every process started her
 SQL statements it sends (bench/statements.py).
 """
 
+import http.client
 import os
 import signal
 import socket
@@ -214,3 +215,21 @@ class CpuMeter:
             # machine's noise): /proc/stat's busy time less the groups'.
             "other_cpus": round(max(others, 0.0) / elapsed, 2) if elapsed else 0.0,
         }
+
+
+def wait_until_serving(port: int, process, *, path: str, timeout: float, log_dir) -> None:
+    """Until the server `process` answers GET `path` on the loopback `port`; a RuntimeError
+    if it exits or does not answer within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode}; see {log_dir}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", path)
+            conn.getresponse().read()
+            conn.close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"gunicorn did not answer within {timeout:g} s")
